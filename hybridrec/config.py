@@ -1,0 +1,173 @@
+"""One config object for every part of hybridrec.
+
+Loaded from a YAML file (``configs/default.yaml`` unless ``HYBRIDREC_CONFIG`` names another),
+then overridden by environment variables ``HYBRIDREC__SECTION__KEY=value`` (double underscores
+separate nesting levels, values are parsed as YAML scalars), then validated once. Unknown keys
+are errors, so a typo fails at start-up instead of silently falling back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = PROJECT_ROOT / "configs" / "default.yaml"
+ENV_PREFIX = "HYBRIDREC__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    version: str = "3.9.1"
+    scala: str = "2.13"
+    host: str = "127.0.0.1"
+    port: int = Field(9092, ge=1, le=65535)
+    controller_port: int = Field(9093, ge=1, le=65535)
+    heap_mb: int = Field(512, ge=128)
+    partitions: int = Field(4, ge=1)
+    retention_hours: int = Field(168, ge=1)
+    events_topic: str = "hybridrec.events"
+    queries_topic: str = "hybridrec.search-queries"
+    dead_letter_topic: str = "hybridrec.dead-letter"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class OpenSearchSettings(_Section):
+    version: str = "2.19.1"
+    knn_plugin_version: str = "2.19.1.0"
+    host: str = "127.0.0.1"
+    port: int = Field(9200, ge=1, le=65535)
+    transport_port: int = Field(9300, ge=1, le=65535)
+    heap_mb: int = Field(1024, ge=256)
+    index_prefix: str = "hybridrec"
+    shards: int = Field(1, ge=1)
+    replicas: int = Field(0, ge=0)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class SparkSettings(_Section):
+    master: str = "local[2]"
+    driver_memory: str = "3g"
+    shuffle_partitions: int = Field(8, ge=1)
+    iceberg_version: str = "1.10.1"
+    spark_compat: str = "4.0"
+    scala: str = "2.13"
+    sqlite_jdbc_version: str = "3.50.3.0"
+    postgres_jdbc_version: str = "42.7.7"
+    extra_conf: dict[str, str] = Field(default_factory=dict)
+
+
+class LakeSettings(_Section):
+    """The Iceberg catalog shared by pyiceberg and Spark.
+
+    ``kind: sql`` with a SQLAlchemy URI (``sqlite:///...`` embedded, ``postgresql+psycopg2://...``
+    in production) or ``kind: rest`` with the REST catalog's URL. ``warehouse`` is a folder or an
+    object-store URI (``s3://bucket/prefix``); ``properties`` pass through to both engines (e.g.
+    ``s3.endpoint``). Empty ``uri``/``warehouse`` mean the embedded defaults under ``home``.
+    """
+
+    catalog_name: str = "hybridrec"
+    kind: Literal["sql", "rest"] = "sql"
+    uri: str = ""
+    warehouse: str = ""
+    properties: dict[str, str] = Field(default_factory=dict)
+
+
+class SyntheticSettings(_Section):
+    seed: int = 7
+    n_users: int = Field(20_000, ge=10)
+    n_places: int = Field(5_000, ge=10)
+    n_clips: int = Field(20_000, ge=10)
+    n_events: int = Field(1_000_000, ge=100)
+    n_days: int = Field(28, ge=2)
+    cold_user_share: float = Field(0.05, ge=0, le=0.5)
+    reviews_per_place: float = Field(6.0, gt=0)
+    queries_per_user: float = Field(4.0, gt=0)
+    start_date: str = "2026-10-01"
+
+
+class GowallaSettings(_Section):
+    path: str = str(PROJECT_ROOT.parent / "shared" / "data" / "gowalla")
+
+
+class Settings(_Section):
+    home: str = ".hybridrec"
+    log_level: str = "INFO"
+    kafka: KafkaSettings = KafkaSettings()
+    opensearch: OpenSearchSettings = OpenSearchSettings()
+    spark: SparkSettings = SparkSettings()
+    lake: LakeSettings = LakeSettings()
+    synthetic: SyntheticSettings = SyntheticSettings()
+    gowalla: GowallaSettings = GowallaSettings()
+
+    @model_validator(mode="after")
+    def _ports_distinct(self) -> "Settings":
+        ports = [self.kafka.port, self.kafka.controller_port, self.opensearch.port, self.opensearch.transport_port]
+        if len(set(ports)) != len(ports):
+            raise ValueError(f"service ports must be distinct, got {ports}")
+        return self
+
+    @property
+    def home_path(self) -> Path:
+        path = Path(self.home)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    @property
+    def warehouse_uri(self) -> str:
+        return self.lake.warehouse or (self.home_path / "lake" / "warehouse").as_uri()
+
+    @property
+    def catalog_uri(self) -> str:
+        if self.lake.uri:
+            return self.lake.uri
+        return f"sqlite:///{self.home_path / 'lake' / 'catalog.db'}"
+
+    def config_hash(self) -> str:
+        """Short hash of the effective settings, stamped on every artefact they produce."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _parse_env_value(raw: str) -> Any:
+    return yaml.safe_load(raw) if raw != "" else ""
+
+
+def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in key[len(ENV_PREFIX):].split("__") if part]
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{key}: '{part}' is not a config section")
+        node[path[-1]] = _parse_env_value(raw)
+    return data
+
+
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read the config file, apply environment overrides, validate."""
+    environ = dict(os.environ if environ is None else environ)
+    config_file = Path(path or environ.get("HYBRIDREC_CONFIG") or DEFAULT_CONFIG_FILE)
+    if not config_file.exists():
+        raise FileNotFoundError(f"config file not found: {config_file}")
+    data = yaml.safe_load(config_file.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{config_file}: top level must be a mapping")
+    return Settings.model_validate(_apply_env_overrides(data, environ))
