@@ -1,0 +1,100 @@
+"""Spark sessions wired to the project's Iceberg catalog.
+
+Spark and pyiceberg share one catalog and warehouse: the SQL catalog that pyiceberg opens with a
+SQLAlchemy URI is the same database Iceberg's JdbcCatalog opens with a JDBC URL. Jars are resolved
+with Maven into the project cache and handed to Spark as local paths, so Spark never needs to reach
+a repository by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from hybridrec.config import Settings
+from hybridrec.infra.maven import Artifact, fetch
+
+log = logging.getLogger(__name__)
+
+
+def spark_artifacts(settings: Settings) -> list[Artifact]:
+    spark = settings.spark
+    runtime = f"iceberg-spark-runtime-{spark.spark_compat}_{spark.scala}"
+    artifacts = [Artifact("org.apache.iceberg", runtime, spark.iceberg_version)]
+    if settings.lake.kind == "sql":
+        if settings.catalog_uri.startswith("sqlite"):
+            artifacts.append(Artifact("org.xerial", "sqlite-jdbc", spark.sqlite_jdbc_version))
+        elif settings.catalog_uri.startswith("postgresql"):
+            artifacts.append(Artifact("org.postgresql", "postgresql", spark.postgres_jdbc_version))
+    return artifacts
+
+
+def spark_jars(settings: Settings) -> list[Path]:
+    """Local paths of the jars Spark needs for Iceberg (fetched once, then cached)."""
+    cache = settings.home_path / "cache" / "spark-jars"
+    log_file = settings.home_path / "logs" / "maven-spark.log"
+    return [fetch(artifact, cache, log_file) for artifact in spark_artifacts(settings)]
+
+
+def jdbc_catalog_options(sqlalchemy_uri: str) -> dict[str, str]:
+    """Translate the catalog's SQLAlchemy URI into Iceberg JdbcCatalog options."""
+    if sqlalchemy_uri.startswith("sqlite:///"):
+        return {"uri": "jdbc:sqlite:" + sqlalchemy_uri.removeprefix("sqlite:///")}
+    parsed = urlparse(sqlalchemy_uri)
+    if not parsed.scheme.startswith("postgresql"):
+        raise ValueError(f"unsupported SQL catalog URI for Spark: {sqlalchemy_uri!r} (use sqlite or postgresql)")
+    options = {"uri": f"jdbc:postgresql://{parsed.hostname}:{parsed.port or 5432}{parsed.path}"}
+    if parsed.username:
+        options["jdbc.user"] = unquote(parsed.username)
+    if parsed.password:
+        options["jdbc.password"] = unquote(parsed.password)
+    return options
+
+
+def catalog_conf(settings: Settings) -> dict[str, str]:
+    """Spark conf entries that register the project's Iceberg catalog (twin of lake.pyiceberg_catalog_properties)."""
+    name = settings.lake.catalog_name
+    prefix = f"spark.sql.catalog.{name}"
+    options: dict[str, str] = {"warehouse": settings.warehouse_uri}
+    if settings.lake.kind == "sql":
+        # V0 is the table layout pyiceberg's SqlCatalog creates; both engines must agree on it.
+        options.update({"type": "jdbc", "jdbc.schema-version": "V0", **jdbc_catalog_options(settings.catalog_uri)})
+    else:
+        options.update({"type": "rest", "uri": settings.catalog_uri})
+    options.update(settings.lake.properties)
+    conf = {prefix: "org.apache.iceberg.spark.SparkCatalog"}
+    conf.update({f"{prefix}.{key}": value for key, value in options.items()})
+    conf["spark.sql.defaultCatalog"] = name
+    return conf
+
+
+def spark_session(settings: Settings, app_name: str = "hybridrec"):
+    """A Spark session (local mode by default) with Iceberg and the project catalog configured."""
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    spark_conf = settings.spark
+    builder = (
+        SparkSession.builder.master(spark_conf.master)
+        .appName(app_name)
+        .config("spark.jars", ",".join(str(p) for p in spark_jars(settings)))
+        .config("spark.sql.extensions", "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions")
+        .config("spark.driver.memory", spark_conf.driver_memory)
+        .config("spark.sql.shuffle.partitions", str(spark_conf.shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.warehouse.dir", str(settings.home_path / "spark-warehouse"))
+    )
+    for key, value in {**catalog_conf(settings), **spark_conf.extra_conf}.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    log.info("spark session %s on %s, catalog %s", app_name, spark_conf.master, settings.lake.catalog_name)
+    return session
