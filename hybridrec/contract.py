@@ -8,7 +8,7 @@ import from here; nothing else spells a column name list.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from functools import cached_property
@@ -124,6 +124,10 @@ class TableSpec:
             if name not in by_name:
                 raise ValueError(f"{self.name}: unknown column {name}")
         object.__setattr__(self, "_by_name", by_name)
+
+    def relocated(self, namespace: str, name: str) -> "TableSpec":
+        """The same schema under another table name, e.g. a benchmark dataset's own namespace."""
+        return replace(self, namespace=namespace, name=name)
 
     @property
     def identifier(self) -> tuple[str, str]:

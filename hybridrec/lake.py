@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
+from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table
 
@@ -50,19 +50,20 @@ class Lake:
         self.settings = settings
         self.catalog: Catalog = load_catalog(settings.lake.catalog_name, **pyiceberg_catalog_properties(settings))
 
-    def ensure_namespaces(self) -> None:
-        for namespace in NAMESPACES:
-            try:
-                self.catalog.create_namespace(namespace)
-            except NamespaceAlreadyExistsError:
-                pass
+    def ensure_namespaces(self, namespaces: Iterable[str] = NAMESPACES) -> None:
+        """Create the contract's namespaces (raw, truth, derived, ops), reserving derived/ops for later stages."""
+        for namespace in namespaces:
+            self.catalog.create_namespace_if_not_exists(namespace)
+
+    def exists(self, spec: TableSpec) -> bool:
+        return self.catalog.table_exists(spec.identifier)
 
     def table(self, spec: TableSpec) -> Table:
         """The table of ``spec``, created with the contract's schema and partitioning if missing."""
         try:
             return self.catalog.load_table(spec.identifier)
         except NoSuchTableError:
-            self.ensure_namespaces()
+            self.ensure_namespaces([spec.namespace])
             log.info("creating table %s.%s", *spec.identifier)
             return self.catalog.create_table_if_not_exists(
                 spec.identifier,

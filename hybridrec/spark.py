@@ -60,8 +60,8 @@ def catalog_conf(settings: Settings) -> dict[str, str]:
     prefix = f"spark.sql.catalog.{name}"
     options: dict[str, str] = {"warehouse": settings.warehouse_uri}
     if settings.lake.kind == "sql":
-        # V0 is the table layout pyiceberg's SqlCatalog creates; both engines must agree on it.
-        options.update({"type": "jdbc", "jdbc.schema-version": "V0", **jdbc_catalog_options(settings.catalog_uri)})
+        # V1 (with the iceberg_type column for views) is the layout pyiceberg 0.12 creates; both engines must agree.
+        options.update({"type": "jdbc", "jdbc.schema-version": "V1", **jdbc_catalog_options(settings.catalog_uri)})
     else:
         options.update({"type": "rest", "uri": settings.catalog_uri})
     options.update(settings.lake.properties)

@@ -1,0 +1,34 @@
+import pytest
+
+from hybridrec.batch.gowalla import SPLITS, load_gowalla, read_split
+from hybridrec.lake import Lake
+from hybridrec.runinfo import new_run
+
+
+def _write(dir_, train, test):
+    (dir_ / "train.txt").write_text(train)
+    (dir_ / "test.txt").write_text(test)
+
+
+def test_loader_keeps_the_published_split(tmp_path, tmp_lake_settings):
+    _write(tmp_path, "0 1 2 3\n1 2\n2\n", "0 4\n1 3 5\n")
+    lake = Lake(tmp_lake_settings)
+    counts = load_gowalla(lake, tmp_path, new_run(tmp_lake_settings, "test"))
+    assert counts == {"gowalla.events_train": 4, "gowalla.events_test": 3}
+    test_rows = lake.scan(SPLITS["test"]).to_pylist()
+    assert {(r["user_id"], r["item_id"]) for r in test_rows} == {
+        ("gowalla:u0", "gowalla:p4"), ("gowalla:u1", "gowalla:p3"), ("gowalla:u1", "gowalla:p5")}
+    assert {r["event_type"] for r in test_rows} == {"visit"} and {r["surface"] for r in test_rows} == {"place"}
+    load_gowalla(lake, tmp_path, new_run(tmp_lake_settings, "test"))
+    assert lake.count(SPLITS["train"]) == 4
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    (tmp_path / "train.txt").write_text("0 1 2\n1 x\n")
+    with pytest.raises(ValueError, match=r"train.txt:2"):
+        list(read_split(tmp_path / "train.txt"))
+
+
+def test_missing_split_file_is_explained(tmp_path, tmp_lake_settings):
+    with pytest.raises(FileNotFoundError, match="PROVENANCE"):
+        load_gowalla(Lake(tmp_lake_settings), tmp_path, new_run(tmp_lake_settings, "test"))
