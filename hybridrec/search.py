@@ -1,0 +1,146 @@
+"""The search store: OpenSearch behind one small interface (k-NN, BM25, geo, versioned indices).
+
+Readers always go through an alias; writers build a new versioned index and swap the alias in one
+atomic ``_aliases`` call, so the feed is never served from a half-built index and the previous
+version stays for rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from opensearchpy import OpenSearch, helpers
+from opensearchpy.exceptions import NotFoundError
+
+from hybridrec.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def knn_vector_field(dimension: int) -> dict[str, Any]:
+    """A cosine HNSW vector field on the Lucene engine (the k-NN plugin from Maven has no native engines)."""
+    return {
+        "type": "knn_vector",
+        "dimension": dimension,
+        "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil",
+                   "parameters": {"m": 16, "ef_construction": 128}},
+    }
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    source: dict[str, Any]
+
+
+class SearchStore:
+    def __init__(self, settings: Settings, timeout_s: float = 10.0):
+        self.settings = settings
+        self.client = OpenSearch(hosts=[settings.opensearch.url], timeout=timeout_s, max_retries=2,
+                                 retry_on_timeout=True)
+
+    def alias_name(self, name: str) -> str:
+        return f"{self.settings.opensearch.index_prefix}-{name}"
+
+    def create_index(self, alias: str, version: str, properties: dict[str, Any], metadata: dict[str, str]) -> str:
+        """Create ``<alias>--<version>`` (replacing a failed earlier attempt of the same version)."""
+        index = f"{alias}--{version}"
+        if self.client.indices.exists(index=index):
+            if index in self.alias_targets(alias):
+                raise ValueError(f"refusing to rebuild {index}: the alias {alias} serves it")
+            self.client.indices.delete(index=index)
+        settings = {"index": {"knn": True, "number_of_shards": self.settings.opensearch.shards,
+                              "number_of_replicas": self.settings.opensearch.replicas, "refresh_interval": "-1"}}
+        self.client.indices.create(index=index, body={
+            "settings": settings, "mappings": {"_meta": metadata, "properties": properties}})
+        return index
+
+    def bulk_index(self, index: str, docs: Iterable[dict[str, Any]], id_field: str, chunk_size: int = 2000) -> int:
+        def actions() -> Iterator[dict[str, Any]]:
+            for doc in docs:
+                yield {"_index": index, "_id": doc[id_field], "_source": doc}
+
+        indexed, errors = helpers.bulk(self.client, actions(), chunk_size=chunk_size, raise_on_error=False,
+                                       request_timeout=120)
+        if errors:
+            raise RuntimeError(f"{len(errors)} documents failed to index into {index}; first: {errors[0]}")
+        return indexed
+
+    def finish_index(self, index: str) -> None:
+        """Make a freshly built index searchable (refresh on, refreshed now)."""
+        self.client.indices.put_settings(index=index, body={"index": {"refresh_interval": "1s"}})
+        self.client.indices.refresh(index=index)
+
+    def alias_targets(self, alias: str) -> list[str]:
+        try:
+            return sorted(self.client.indices.get_alias(name=alias))
+        except NotFoundError:
+            return []
+
+    def versions(self, alias: str) -> list[str]:
+        """Every built version of ``alias``, oldest first (version names sort by time)."""
+        return sorted(self.client.indices.get(index=f"{alias}--*", expand_wildcards="open"))
+
+    def swap_alias(self, alias: str, index: str) -> None:
+        """Point ``alias`` at ``index`` and away from every other index, in one atomic call."""
+        actions: list[dict[str, Any]] = [{"remove": {"index": old, "alias": alias}} for old in self.alias_targets(alias)
+                                         if old != index]
+        actions.append({"add": {"index": index, "alias": alias}})
+        self.client.indices.update_aliases(body={"actions": actions})
+        log.info("alias %s -> %s", alias, index)
+
+    def rollback(self, alias: str) -> str:
+        """Point ``alias`` at the version before the one it serves; returns that index."""
+        current = self.alias_targets(alias)
+        versions = self.versions(alias)
+        if not current:
+            raise ValueError(f"alias {alias} serves nothing; nothing to roll back")
+        older = [v for v in versions if v < current[0]]
+        if not older:
+            raise ValueError(f"alias {alias} serves its oldest version {current[0]}; nothing to roll back to")
+        self.swap_alias(alias, older[-1])
+        return older[-1]
+
+    def prune(self, alias: str, keep: int = 2) -> list[str]:
+        """Delete all but the newest ``keep`` versions, never the one the alias serves."""
+        serving = set(self.alias_targets(alias))
+        doomed = [v for v in self.versions(alias)[:-keep] if v not in serving] if keep else []
+        for index in doomed:
+            self.client.indices.delete(index=index)
+        return doomed
+
+    def knn(self, alias: str, field: str, vector: list[float], k: int,
+            filter_: dict[str, Any] | None = None, source: list[str] | None = None) -> list[Hit]:
+        query: dict[str, Any] = {"vector": vector, "k": k}
+        if filter_:
+            query["filter"] = filter_
+        body = {"size": k, "query": {"knn": {field: query}}}
+        return self._search(alias, body, source)
+
+    def match(self, alias: str, fields: list[str], text: str, k: int,
+              filter_: dict[str, Any] | None = None, source: list[str] | None = None) -> list[Hit]:
+        """BM25 over ``fields``."""
+        query: dict[str, Any] = {"bool": {"must": [{"multi_match": {"query": text, "fields": fields}}]}}
+        if filter_:
+            query["bool"]["filter"] = [filter_]
+        return self._search(alias, {"size": k, "query": query}, source)
+
+    def _search(self, alias: str, body: dict[str, Any], source: list[str] | None) -> list[Hit]:
+        if source is not None:
+            body["_source"] = source
+        response = self.client.search(index=alias, body=body)
+        return [Hit(h["_id"], float(h["_score"]), h.get("_source", {})) for h in response["hits"]["hits"]]
+
+    def get_many(self, alias: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        response = self.client.mget(index=alias, body={"ids": ids})
+        return {d["_id"]: d["_source"] for d in response["docs"] if d.get("found")}
+
+
+def geo_distance_filter(lat: float, lon: float, radius_km: float, field: str = "location") -> dict[str, Any]:
+    return {"geo_distance": {"distance": f"{radius_km}km", field: {"lat": lat, "lon": lon}}}
