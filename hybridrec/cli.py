@@ -138,7 +138,14 @@ def show_config(ctx: click.Context) -> None:
 
 
 def main() -> None:
-    cli(prog_name="hybridrec")
+    from hybridrec.infra.services import ServiceError
+    from hybridrec.pipeline import StepFailed
+
+    try:
+        cli(prog_name="hybridrec")
+    except (ServiceError, StepFailed) as err:
+        click.echo(f"hybridrec: {err}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
