@@ -378,7 +378,9 @@ class ProcessService(ABC):
         deadline = time.monotonic() + self.health_timeout_s
         last_error: Exception | None = None
         while time.monotonic() < deadline:
-            if not process_has_marker(pid, str(self.install_dir)):
+            # Liveness, not the command-line marker: while a launcher script execs the JVM, its
+            # /proc cmdline is briefly empty, and that is not an exit.
+            if not pid_alive(pid):
                 self.pid_file.unlink(missing_ok=True)
                 raise ServiceError(f"{self.name} (pid {pid}) exited during start-up; log {self.log_file}:\n"
                                    f"{tail(self.log_file)}")
