@@ -115,6 +115,39 @@ def quickstart(ctx: click.Context) -> None:
     quickstart_job(_settings(ctx))
 
 
+@cli.command("retrain")
+@click.option("--fail-at", default=None, help="Fail on purpose at this step (drills: the alias must not move).")
+@click.pass_context
+def retrain(ctx: click.Context, fail_at: str | None) -> None:
+    """Nightly retraining: interactions, CF, candidates, LightGBM ranker, evaluation, publish."""
+    from hybridrec.batch.retrain import retrain_job
+
+    context = retrain_job(_settings(ctx), fail_at=fail_at)
+    click.echo(json.dumps({"run_id": context["run"].run_id, "metrics": context["headline"],
+                           "indices": context["indices"]}, indent=2))
+
+
+@cli.command("rollback")
+@click.pass_context
+def rollback(ctx: click.Context) -> None:
+    """Point every published alias back at its previous index version."""
+    from hybridrec.batch.publish import rollback as rollback_aliases
+
+    click.echo(json.dumps(rollback_aliases(_settings(ctx)), indent=2))
+
+
+@cli.command("runs")
+@click.option("--limit", type=int, default=10)
+@click.pass_context
+def runs(ctx: click.Context, limit: int) -> None:
+    """Latest retrain runs from the model registry: status, config hash, metrics."""
+    from hybridrec.batch.registry import run_history
+    from hybridrec.lake import Lake
+
+    history = run_history(Lake(_settings(ctx))).head(limit)
+    click.echo(history[["run_id", "status", "config_hash", "recorded_at", "metrics"]].to_string(index=False))
+
+
 @cli.group()
 def bench() -> None:
     """Benchmarks: print figures and write benchmarks/results/<name>.json."""
@@ -127,6 +160,120 @@ def bench_synthetic(ctx: click.Context) -> None:
     from hybridrec.batch.jobs import synthetic_benchmark
 
     click.echo(json.dumps(synthetic_benchmark(_settings(ctx)), indent=2))
+
+
+@bench.command("extraction")
+@click.pass_context
+def bench_extraction(ctx: click.Context) -> None:
+    """Keyword/tag/intent quality vs the synthetic truth, Yelp and NSMC real text, reviews/s."""
+    import runpy
+
+    from hybridrec.config import PROJECT_ROOT
+
+    benchmark = runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "extraction.py"))
+    metrics = benchmark["run_benchmark"](_settings(ctx))
+    click.echo(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=2, ensure_ascii=False))
+
+
+@cli.group()
+def batch() -> None:
+    """Spark batch jobs over the lake."""
+
+
+@batch.command("extract")
+@click.option("--max-chunks", type=int, default=None,
+              help="Process at most this many chunks per text source, then stop (a re-run resumes).")
+@click.pass_context
+def batch_extract(ctx: click.Context, max_chunks: int | None) -> None:
+    """Keywords, tags, query intent and content embeddings of new or changed text, into Iceberg."""
+    from hybridrec.batch.extract import extract_job
+
+    click.echo(json.dumps(extract_job(_settings(ctx), max_chunks), indent=2, ensure_ascii=False, default=str))
+
+
+@cli.group()
+def stream() -> None:
+    """Kafka streaming: replay activity, sink it into Iceberg, keep user contexts fresh."""
+
+
+def _print_json(payload) -> None:
+    click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
+
+
+@stream.command("replay")
+@click.option("--events-table", default="raw.events", show_default=True, help="Any Iceberg table of the events schema.")
+@click.option("--queries-table", default="raw.search_queries", show_default=True)
+@click.option("--no-queries", is_flag=True, help="Replay events only.")
+@click.option("--rate", type=float, default=None, help="Messages/s (default: streaming.replay_rate; 0: full speed).")
+@click.option("--limit", type=int, default=None, help="Stop after this many messages.")
+@click.option("--suffix", default=None, help="Id suffix of the re-enacted messages (default: a timestamp).")
+@click.option("--as-recorded", is_flag=True, help="Keep the recorded ids and timestamps.")
+@click.pass_context
+def stream_replay(ctx: click.Context, events_table: str, queries_table: str, no_queries: bool, rate: float | None,
+                  limit: int | None, suffix: str | None, as_recorded: bool) -> None:
+    """Produce recorded events and queries into Kafka at a chosen rate, re-enacted now."""
+    from hybridrec.streaming.replay import run_replay
+
+    result = run_replay(_settings(ctx), events_table, None if no_queries else queries_table, rate, limit, suffix,
+                        as_recorded)
+    _print_json({"events": result.events, "queries": result.queries, "seconds": round(result.seconds, 2),
+                 "per_second": round(result.per_second)})
+
+
+@stream.command("sink")
+@click.option("--instance-id", default=None, help="Stable id of this member (static membership: fast restarts).")
+@click.option("--until-caught-up", is_flag=True, help="Exit once everything produced before start is in the lake.")
+@click.pass_context
+def stream_sink(ctx: click.Context, instance_id: str | None, until_caught_up: bool) -> None:
+    """Write events and queries into Iceberg in micro-batches, exactly once (until SIGTERM)."""
+    from hybridrec.streaming.sink import run_sink
+
+    _print_json(run_sink(_settings(ctx), instance_id, until_caught_up))
+
+
+@stream.command("context")
+@click.option("--instance-id", default=None, help="Stable id of this member (static membership: fast restarts).")
+@click.option("--until-caught-up", is_flag=True, help="Exit once everything produced before start is applied.")
+@click.pass_context
+def stream_context(ctx: click.Context, instance_id: str | None, until_caught_up: bool) -> None:
+    """Keep every user's real-time context in OpenSearch up to date (until SIGTERM)."""
+    from hybridrec.streaming.updater import run_context
+
+    _print_json(run_context(_settings(ctx), instance_id, until_caught_up))
+
+
+@stream.command("maintain")
+@click.pass_context
+def stream_maintain(ctx: click.Context) -> None:
+    """Compact the streamed tables' small files, expire old snapshots, remove orphan files (Spark)."""
+    from hybridrec.streaming.maintenance import run_maintenance
+
+    _print_json(run_maintenance(_settings(ctx)))
+
+
+@stream.command("show")
+@click.argument("user_id")
+@click.pass_context
+def stream_show(ctx: click.Context, user_id: str) -> None:
+    """Print a user's real-time context as serving reads it."""
+    from hybridrec.streaming.context_store import ContextStore
+
+    doc = ContextStore.from_settings(_settings(ctx)).get(user_id)
+    if doc is None:
+        raise click.ClickException(f"no context for user {user_id!r} yet")
+    _print_json(doc)
+
+
+@stream.command("demo")
+@click.option("--seconds", type=float, default=30.0, show_default=True, help="How long to replay.")
+@click.option("--rate", type=float, default=500.0, show_default=True, help="Messages/s.")
+@click.option("--user", "user_id", default=None, help="The user to watch (default: the busiest one replayed).")
+@click.pass_context
+def stream_demo(ctx: click.Context, seconds: float, rate: float, user_id: str | None) -> None:
+    """Replay recorded activity and watch one user's context change as their events stream in."""
+    from hybridrec.streaming.demo import run_demo
+
+    run_demo(_settings(ctx), seconds, rate, user_id, emit=click.echo)
 
 
 @cli.command("config")

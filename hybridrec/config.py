@@ -105,6 +105,124 @@ class GowallaSettings(_Section):
     path: str = str(PROJECT_ROOT.parent / "shared" / "data" / "gowalla")
 
 
+class StreamingSettings(_Section):
+    """The real-time half (``hybridrec.streaming``): lake sink, user-context updater, replay, maintenance."""
+
+    sink_group: str = "hybridrec-lake-sink"
+    context_group: str = "hybridrec-user-context"
+    session_timeout_ms: int = Field(10_000, ge=6_000)
+    sink_batch_messages: int = Field(20_000, ge=1)
+    sink_flush_interval_ms: int = Field(10_000, ge=10)
+    context_poll_ms: int = Field(50, ge=1)
+    context_batch_messages: int = Field(5_000, ge=1)
+    context_commit_interval_ms: int = Field(1_000, ge=10)
+    context_cache_users: int = Field(200_000, ge=0)
+    max_future_skew_s: int = Field(300, ge=0)
+    known_items_refresh_s: int = Field(300, ge=1)
+    context_index: str = "user-context"
+    engaged_items: int = Field(50, ge=1)
+    skipped_items: int = Field(50, ge=1)
+    search_tags: int = Field(20, ge=1)
+    session_gap_s: int = Field(1800, ge=1)
+    interest_half_life_s: float = Field(3600.0, gt=0)
+    search_tags_half_life_s: float = Field(86_400.0, gt=0)
+    event_weights: dict[str, float] = Field(default_factory=lambda: {
+        "click": 1.0, "dwell": 1.0, "like": 2.0, "save": 3.0, "share": 3.0, "visit": 4.0, "skip": -1.0})
+    item_vectors_index: str = "item-vectors"
+    item_vector_field: str = "vector"
+    replay_rate: float = Field(1000.0, gt=0)
+    compaction_target_file_mb: int = Field(128, ge=1)
+    compaction_min_input_files: int = Field(5, ge=2)
+    snapshot_max_age_h: float = Field(24.0, gt=0)
+    snapshots_retained: int = Field(20, ge=1)
+    orphan_file_age_h: float = Field(24.0, ge=24)  # Iceberg refuses less: in-flight writes look orphaned
+
+
+# ---- extraction (keywords, tags, query intent, content embeddings): hybridrec.models.extraction
+class ExtractionHttpSettings(_Section):
+    """An OpenAI-compatible chat-completions endpoint (vLLM, a hosted LLM) for the ``http`` backend."""
+
+    endpoint: str = "http://127.0.0.1:8000/v1"
+    model: str = "Qwen/Qwen2.5-7B-Instruct"
+    api_key_env: str = "HYBRIDREC_LLM_API_KEY"  # the key is read from this variable, never from a file
+    timeout_s: float = Field(30.0, gt=0)
+    retries: int = Field(3, ge=0)
+    backoff_s: float = Field(0.5, ge=0)
+    concurrency: int = Field(4, ge=1)  # documents in flight at once per batch
+    max_tokens: int = Field(400, ge=16)
+
+
+class ExtractionGenerativeSettings(_Section):
+    """A local instruction-tuned model loaded by ``transformers`` from files only (never a hub)."""
+
+    model_path: str = ""  # a folder with config + safetensors, or the folder holding ``gguf_file``
+    gguf_file: str = ""
+    max_new_tokens: int = Field(256, ge=16)
+    batch_size: int = Field(4, ge=1)
+
+
+class ExtractionSettings(_Section):
+    backend: Literal["offline", "http", "transformers"] = "offline"
+    embedder: Literal["use-m3", "use-m3-pieces"] = "use-m3"  # content embeddings of items, users, queries
+    ranking_embedder: Literal["use-m3", "use-m3-pieces"] = "use-m3-pieces"  # keyword ranking (MMR)
+    max_keywords: int = Field(8, ge=1, le=32)
+    max_keyword_chars: int = Field(40, ge=4)
+    max_input_chars: int = Field(2000, ge=100)
+    mmr_diversity: float = Field(0.5, ge=0, le=1)
+    tag_similarity: float = Field(0.8, gt=0, le=1)  # cosine for a keyword to map onto a topic/dish tag it does not spell
+    answer_docs: int = Field(5, ge=0)  # answering documents a query tagger reads besides the query
+    place_keywords: int = Field(12, ge=1)  # aggregated keywords per place that enter its embedding
+    user_half_life_days: float = Field(7.0, gt=0)
+    query_weight: float = Field(2.0, ge=0)  # an interest query against one engagement, in user vectors
+    chunk_docs: int = Field(20_000, ge=1)  # documents per committed chunk: what a crash can lose
+    http: ExtractionHttpSettings = ExtractionHttpSettings()
+    generative: ExtractionGenerativeSettings = ExtractionGenerativeSettings()
+
+
+class ALSSettings(_Section):
+    factors: int = Field(64, ge=2)
+    regularization: float = Field(0.05, ge=0)
+    alpha: float = Field(10.0, gt=0)
+    iterations: int = Field(15, ge=1)
+
+
+class GraphFilterSettings(_Section):
+    """BSPM graph filter (GF-CF blurring + sharpening), the second CF model: training-free, strong on sparse data."""
+
+    ideal_rank: int = Field(128, ge=1)
+    ideal_weight: float = Field(0.3, ge=0)
+    sharpen_time: float = Field(1.0, ge=0)
+
+
+class RankerSettings(_Section):
+    num_leaves: int = Field(7, ge=2)
+    learning_rate: float = Field(0.05, gt=0)
+    n_estimators: int = Field(300, ge=1)
+    min_child_samples: int = Field(50, ge=1)
+    early_stopping_rounds: int = Field(30, ge=1)
+    max_train_users: int = Field(20_000, ge=10)
+
+
+class RetrainSettings(_Section):
+    """The nightly pipeline: interaction weights, models, candidate depth, evaluation."""
+
+    event_weights: dict[str, float] = Field(default_factory=lambda: {
+        "view": 0.0, "click": 1.0, "dwell": 1.0, "like": 3.0, "save": 4.0, "share": 4.0, "visit": 5.0,
+        "skip": -1.0, "search": 0.0})
+    dwell_full_ms: int = Field(20_000, ge=1)
+    half_life_days: float = Field(14.0, gt=0)
+    label_days: int = Field(3, ge=1)
+    candidates_per_source: int = Field(100, ge=1)
+    eval_k: int = Field(20, ge=1)
+    batch_users: int = Field(2_000, ge=1)
+    geo_radius_km: float = Field(5.0, gt=0)
+    models_dir: str = "models"
+    keep_index_versions: int = Field(3, ge=2)
+    als: ALSSettings = ALSSettings()
+    graph_filter: GraphFilterSettings = GraphFilterSettings()
+    ranker: RankerSettings = RankerSettings()
+
+
 class Settings(_Section):
     home: str = ".hybridrec"
     log_level: str = "INFO"
@@ -114,6 +232,9 @@ class Settings(_Section):
     lake: LakeSettings = LakeSettings()
     synthetic: SyntheticSettings = SyntheticSettings()
     gowalla: GowallaSettings = GowallaSettings()
+    streaming: StreamingSettings = StreamingSettings()
+    extraction: ExtractionSettings = ExtractionSettings()
+    retrain: RetrainSettings = RetrainSettings()
 
     @model_validator(mode="after")
     def _ports_distinct(self) -> "Settings":

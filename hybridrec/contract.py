@@ -299,9 +299,131 @@ TRUTH_QUERY_LABELS = TableSpec(TRUTH, "query_labels", (
     _c("tags", "list<string>", doc="interest tags; empty for utility and navigational queries"),
 ), key=("query_id",), doc="True intent and interest tags of each search query.")
 
+# ---------------------------------------------------------------- derived: content
+# Written by `hybridrec batch extract` (hybridrec.batch.extract): keywords and tags read from text,
+# query intent, and content embeddings of items and users in one multilingual vector space.
+EXTRACTION_SOURCES = ("review", "clip", "query", "place", "user")
+EXTRACTION_STATUSES = ("accepted", "rejected")
+
+REVIEW_KEYWORDS = TableSpec(DERIVED, "review_keywords", (
+    _c("review_id", "string", True),
+    _c("item_id", "string", True, "the reviewed place"),
+    _c("keyword", "string", True, "phrase found verbatim in the review (case-folded)"),
+    _c("weight", "double", True, "0..1, relevance to the review"),
+    _c("tag", "string", doc="taxonomy path the keyword maps onto; null for untagged keywords"),
+    _c("aspect", "string", doc="the tag's aspect: topic | menu | mood | purpose | price | service | facility"),
+    _c("language", "string"),
+    _c("backend", "string", True, "offline | http | transformers"),
+    _c("content_hash", "string", True, "hash of the text and extractor it was read with"),
+), key=("review_id", "keyword"), doc="Keywords of each review, with weights and aspects.")
+
+ITEM_KEYWORDS = TableSpec(DERIVED, "item_keywords", (
+    _c("item_id", "string", True),
+    _c("surface", "string", True, choices=SURFACES),
+    _c("keyword", "string", True),
+    _c("weight", "double", True, "places: summed over reviews, scaled so the top keyword is 1"),
+    _c("mentions", "int", True, "reviews it was found in (places); 1 for clips"),
+    _c("tag", "string"),
+    _c("aspect", "string"),
+), key=("item_id", "keyword"), partition_by=(("surface", "identity"),), doc="Keywords of places (aggregated over their reviews) and clips (title, description).")
+
+QUERY_TAGS = TableSpec(DERIVED, "query_tags", (
+    _c("query_id", "string", True),
+    _c("user_id", "string", True),
+    _c("intent", "string", True, choices=INTENTS),
+    _c("tags", "list<string>", doc="interest tags; empty unless intent = interest"),
+    _c("keywords", "list<string>"),
+    _c("confidence", "double"),
+    _c("backend", "string", True),
+    _c("content_hash", "string", True, "hash of the query, its answering documents and the tagger"),
+), key=("query_id",), doc="Intent and interest tags of each search query, read with its answering documents.")
+
+ITEM_EMBEDDINGS = TableSpec(DERIVED, "item_embeddings", (
+    _c("item_id", "string", True),
+    _c("surface", "string", True, choices=SURFACES),
+    _c("embedding", "list<float>", True, "L2-normalised"),
+    _c("model", "string", True),
+    _c("content_hash", "string", True, "hash of the text that was embedded"),
+), key=("item_id",), doc="Content embeddings of places and clips from their text and keywords.")
+
+USER_EMBEDDINGS = TableSpec(DERIVED, "user_embeddings", (
+    _c("user_id", "string", True),
+    _c("embedding", "list<float>", True, "L2-normalised, same space as item_embeddings"),
+    _c("items", "int", True, "distinct items engaged with"),
+    _c("queries", "int", True, "interest queries"),
+    _c("model", "string", True),
+    _c("as_of", "timestamp", True, "time the decay is measured from"),
+), key=("user_id",), doc="Content embeddings of users: engaged items and interest queries, time-decayed.")
+
+EXTRACTION_STATE = TableSpec(OPS, "extraction_state", (
+    _c("source", "string", True, choices=EXTRACTION_SOURCES),
+    _c("doc_id", "string", True),
+    _c("content_hash", "string", True),
+    _c("backend", "string", True),
+    _c("status", "string", True, choices=EXTRACTION_STATUSES),
+    _c("reason", "string", doc="why the output was rejected (or repaired)"),
+    _c("run_id", "string", True),
+    _c("processed_at", "timestamp", True),
+), key=("source", "doc_id"), doc="Ledger of extracted documents: what is unchanged is skipped, what crashed is redone.")
+
+CONTENT_TABLES = (REVIEW_KEYWORDS, ITEM_KEYWORDS, QUERY_TAGS, ITEM_EMBEDDINGS, USER_EMBEDDINGS, EXTRACTION_STATE)
+# ---------------------------------------------------------------- end derived: content
+
+# ---------------------------------------------------------------- derived: retrain
+# Written by `hybridrec retrain` (hybridrec.batch.retrain): the nightly collaborative + fusion pipeline.
+RUN_STATUSES = ("running", "succeeded", "failed")
+
+INTERACTIONS = TableSpec(DERIVED, "interactions", (
+    _c("user_id", "string", True),
+    _c("item_id", "string", True),
+    _c("surface", "string", True, choices=SURFACES),
+    _c("confidence", "double", True, "decayed, weighted evidence; negative when skips dominate"),
+    _c("events", "int", True),
+    _c("last_ts", "timestamp", True),
+    _c("run_id", "string", True),
+), key=("user_id", "item_id", "surface"), partition_by=(("surface", "identity"),),
+   doc="User x item confidence per surface, from events before the run's label day.")
+
+CANDIDATES = TableSpec(DERIVED, "candidates", (
+    _c("user_id", "string", True),
+    _c("item_id", "string", True),
+    _c("surface", "string", True, choices=SURFACES),
+    _c("sources", "list<string>", True, "every candidate source that proposed the item"),
+    _c("score", "double", doc="the fused ranker's score"),
+    _c("rank", "int", True, "position after ranking, 1-based"),
+    _c("run_id", "string", True),
+), key=("user_id", "item_id", "surface"), partition_by=(("surface", "identity"),),
+   doc="Ranked candidates per user of the latest runs, with the sources that found them.")
+
+MODEL_REGISTRY = TableSpec(OPS, "model_registry", (
+    _c("run_id", "string", True),
+    _c("status", "string", True, choices=RUN_STATUSES),
+    _c("config_hash", "string", True),
+    _c("input_snapshots", "string", True, "JSON {table: snapshot id} of every Iceberg input"),
+    _c("model_files", "string", doc="JSON {name: path}"),
+    _c("metrics", "string", doc="JSON of headline metrics"),
+    _c("indices", "string", doc="JSON {alias: index} published by the run"),
+    _c("detail", "string", doc="error of a failed run"),
+    _c("recorded_at", "timestamp", True),
+), key=("run_id", "status"), doc="Append-only log of retrain runs: what data made which model, and how it went.")
+
+EVALUATION_RUNS = TableSpec(OPS, "evaluation_runs", (
+    _c("run_id", "string", True),
+    _c("surface", "string", True, choices=SURFACES),
+    _c("model", "string", True, "ranker, a candidate source alone, or popularity"),
+    _c("segment", "string", True, "all | cold | light | heavy"),
+    _c("metric", "string", True, "recall@K, ndcg@K, coverage@K, novelty@K"),
+    _c("value", "double", True),
+    _c("users", "int", True),
+    _c("recorded_at", "timestamp", True),
+), key=("run_id", "surface", "model", "segment", "metric"), doc="Offline evaluation of each retrain run.")
+
+RETRAIN_TABLES = (INTERACTIONS, CANDIDATES, MODEL_REGISTRY, EVALUATION_RUNS)
+# ---------------------------------------------------------------- end derived: retrain
+
 RAW_TABLES = (USERS, PLACES, CLIPS, REVIEWS, SEARCH_QUERIES, EVENTS)
 TRUTH_TABLES = (TRUTH_USER_INTERESTS, TRUTH_ITEM_TAGS, TRUTH_REVIEW_TAGS, TRUTH_QUERY_LABELS)
-ALL_TABLES = RAW_TABLES + TRUTH_TABLES
+ALL_TABLES = RAW_TABLES + TRUTH_TABLES + CONTENT_TABLES + RETRAIN_TABLES
 
 EventRecord = EVENTS.model
 SearchQueryRecord = SEARCH_QUERIES.model

@@ -9,8 +9,10 @@ re-run of the same step replaces instead of duplicating.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -36,7 +38,12 @@ def pyiceberg_catalog_properties(settings: Settings) -> dict[str, str]:
 
 def _ensure_local_dirs(settings: Settings) -> None:
     if settings.catalog_uri.startswith("sqlite:///"):
-        Path(settings.catalog_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        database = Path(settings.catalog_uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        # WAL: Spark's JDBC connection may sit in an open read transaction, which in SQLite's
+        # default journal mode would lock pyiceberg's commits out ("database is locked").
+        with closing(sqlite3.connect(database)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
     warehouse = urlparse(settings.warehouse_uri)
     if warehouse.scheme == "file":
         Path(warehouse.path).mkdir(parents=True, exist_ok=True)

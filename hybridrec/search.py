@@ -86,24 +86,33 @@ class SearchStore:
         return sorted(self.client.indices.get(index=f"{alias}--*", expand_wildcards="open"))
 
     def swap_alias(self, alias: str, index: str) -> None:
-        """Point ``alias`` at ``index`` and away from every other index, in one atomic call."""
-        actions: list[dict[str, Any]] = [{"remove": {"index": old, "alias": alias}} for old in self.alias_targets(alias)
-                                         if old != index]
-        actions.append({"add": {"index": index, "alias": alias}})
+        self.swap_aliases({alias: index})
+
+    def swap_aliases(self, targets: dict[str, str]) -> None:
+        """Point each alias at its index and away from every other, all in one atomic call."""
+        actions: list[dict[str, Any]] = []
+        for alias, index in targets.items():
+            actions += [{"remove": {"index": old, "alias": alias}} for old in self.alias_targets(alias) if old != index]
+            actions.append({"add": {"index": index, "alias": alias}})
         self.client.indices.update_aliases(body={"actions": actions})
-        log.info("alias %s -> %s", alias, index)
+        for alias, index in targets.items():
+            log.info("alias %s -> %s", alias, index)
+
+    def previous_version(self, alias: str) -> str:
+        """The version built before the one ``alias`` serves."""
+        current = self.alias_targets(alias)
+        if not current:
+            raise ValueError(f"alias {alias} serves nothing; nothing to roll back")
+        older = [v for v in self.versions(alias) if v < current[0]]
+        if not older:
+            raise ValueError(f"alias {alias} serves its oldest version {current[0]}; nothing to roll back to")
+        return older[-1]
 
     def rollback(self, alias: str) -> str:
         """Point ``alias`` at the version before the one it serves; returns that index."""
-        current = self.alias_targets(alias)
-        versions = self.versions(alias)
-        if not current:
-            raise ValueError(f"alias {alias} serves nothing; nothing to roll back")
-        older = [v for v in versions if v < current[0]]
-        if not older:
-            raise ValueError(f"alias {alias} serves its oldest version {current[0]}; nothing to roll back to")
-        self.swap_alias(alias, older[-1])
-        return older[-1]
+        previous = self.previous_version(alias)
+        self.swap_alias(alias, previous)
+        return previous
 
     def prune(self, alias: str, keep: int = 2) -> list[str]:
         """Delete all but the newest ``keep`` versions, never the one the alias serves."""

@@ -1,0 +1,369 @@
+"""`hybridrec retrain`: the nightly pipeline as named, re-runnable steps.
+
+snapshot inputs → interactions (Spark) → per surface: CF models, candidates, features, LightGBM
+ranker (trained on one half of the label-day users), evaluation (on the other half) → plots →
+publish to new OpenSearch indices + one atomic alias swap → registry. Any failure before the swap
+leaves the served indices untouched and records the run as failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from tqdm import tqdm
+
+from hybridrec.batch.candidates import (
+    CollaborativeSource, ContentSource, CovisitationSource, GeoSource, PopularSource, SurfaceData, top_candidates,
+)
+from hybridrec.batch.interactions import TimeSplit, labels_sql, last_event_day, write_interactions
+from hybridrec.batch.publish import publish_run
+from hybridrec.batch.registry import Registry
+from hybridrec.config import Settings
+from hybridrec.contract import (
+    CANDIDATES, CLIPS, EVALUATION_RUNS, EVENTS, INTERACTIONS, ITEM_EMBEDDINGS, ITEM_KEYWORDS, PLACES, QUERY_TAGS,
+    USER_EMBEDDINGS, USERS,
+)
+from hybridrec.features.profiles import item_profiles, user_profiles
+from hybridrec.features.ranking import SOURCES, feature_frame
+from hybridrec.lake import Lake
+from hybridrec.models.collaborative import ALSModel, BSPMModel
+from hybridrec.models.ranker import Ranker
+from hybridrec.models.ranking_metrics import list_metrics
+from hybridrec.pipeline import Step, run_steps
+from hybridrec.runinfo import RunContext, new_run
+
+log = logging.getLogger(__name__)
+
+SURFACES = ("place", "clip")
+HEAVY_USER_ITEMS = 10
+"""Users with at least this many engaged items are 'heavy', fewer 'light', none 'cold'."""
+
+
+@dataclass
+class SurfaceInputs:
+    surface: str
+    items: pd.DataFrame        # item_id, topic_path, created_at, lat, lon + metadata for documents
+    interactions: pd.DataFrame  # this surface's rows of derived.interactions
+    labels: pd.DataFrame       # user_id, item_id, gain on the label day (unseen items only)
+
+
+def _read(lake: Lake, spec, columns: tuple[str, ...] = ("*",), row_filter: str | None = None) -> pd.DataFrame:
+    scan = lake.scan(spec, row_filter=row_filter, columns=columns) if row_filter else lake.scan(spec, columns=columns)
+    return scan.to_pandas()
+
+
+def _optional(lake: Lake, spec, columns: tuple[str, ...]) -> pd.DataFrame | None:
+    """A content table of the extraction stage, or None when it has not run yet."""
+    if not lake.exists(spec) or lake.count(spec) == 0:
+        return None
+    return _read(lake, spec, columns)
+
+
+def load_items(lake: Lake, surface: str) -> pd.DataFrame:
+    if surface == "place":
+        items = _read(lake, PLACES).rename(columns={"category_path": "topic_path"})
+        items["title"] = items["name"]
+        items["text"] = items["name"] + " " + items["address"].fillna("")
+    else:
+        items = _read(lake, CLIPS)
+        items["text"] = items["title"] + " " + items["description"].fillna("")
+        items["lat"], items["lon"] = np.nan, np.nan
+    return items
+
+
+@dataclass
+class ContentSignals:
+    """What the extraction stage produced, each part optional: the pipeline runs without any of it."""
+
+    item_vectors: dict[str, np.ndarray]
+    user_vectors: dict[str, np.ndarray]
+    item_tags: dict[str, list[str]]
+    query_tags: dict[str, dict[str, float]]
+
+    @classmethod
+    def load(cls, lake: Lake) -> "ContentSignals":
+        items = _optional(lake, ITEM_EMBEDDINGS, ("item_id", "embedding"))
+        users = _optional(lake, USER_EMBEDDINGS, ("user_id", "embedding"))
+        keywords = _optional(lake, ITEM_KEYWORDS, ("item_id", "tag"))
+        queries = _optional(lake, QUERY_TAGS, ("user_id", "intent", "tags"))
+        query_tags: dict[str, dict[str, float]] = {}
+        if queries is not None:
+            for row in queries[queries["intent"] == "interest"].itertuples(index=False):
+                for tag in row.tags if row.tags is not None else ():
+                    bucket = query_tags.setdefault(row.user_id, {})
+                    bucket[tag] = bucket.get(tag, 0.0) + 1.0
+        item_tags: dict[str, list[str]] = {}
+        if keywords is not None:
+            for item_id, tags in keywords.dropna().groupby("item_id")["tag"]:
+                item_tags[item_id] = sorted(set(tags))
+        signals = cls(
+            item_vectors={} if items is None else dict(zip(items["item_id"], map(np.asarray, items["embedding"]))),
+            user_vectors={} if users is None else dict(zip(users["user_id"], map(np.asarray, users["embedding"]))),
+            item_tags=item_tags, query_tags=query_tags)
+        log.info("content signals: %d item vectors, %d user vectors, %d tagged items, %d users with query tags",
+                 len(signals.item_vectors), len(signals.user_vectors), len(item_tags), len(query_tags))
+        return signals
+
+
+def _matrix(interactions: pd.DataFrame, user_index: dict[str, int], item_index: dict[str, int],
+            values: np.ndarray) -> sp.csr_matrix:
+    rows = interactions["user_id"].map(user_index).to_numpy()
+    cols = interactions["item_id"].map(item_index).to_numpy()
+    return sp.csr_matrix((values, (rows, cols)), shape=(len(user_index), len(item_index)), dtype=np.float32)
+
+
+def _stack(vectors: dict[str, np.ndarray], ids: np.ndarray) -> np.ndarray | None:
+    if not vectors:
+        return None
+    dim = len(next(iter(vectors.values())))
+    out = np.zeros((len(ids), dim), dtype=np.float32)
+    for i, key in enumerate(ids):
+        if key in vectors:
+            out[i] = vectors[key]
+    return out
+
+
+def surface_data(surface: str, inputs: SurfaceInputs, users: pd.DataFrame, user_profiles_: dict,
+                 item_profiles_: dict, content: ContentSignals) -> SurfaceData:
+    user_ids = users["user_id"].to_numpy()
+    item_ids = inputs.items["item_id"].to_numpy()
+    user_index = {u: i for i, u in enumerate(user_ids)}
+    item_index = {it: i for i, it in enumerate(item_ids)}
+    rows = inputs.interactions[inputs.interactions["item_id"].isin(item_index)]
+    positive = rows[rows["confidence"] > 0]
+    return SurfaceData(
+        surface=surface, user_ids=user_ids, item_ids=item_ids,
+        user_items=_matrix(positive, user_index, item_index, positive["confidence"].to_numpy(np.float32)),
+        seen=_matrix(rows, user_index, item_index, np.ones(len(rows), dtype=np.float32)),
+        item_popularity=np.array([item_profiles_[i].popularity for i in item_ids], dtype=np.float64),
+        item_topic=inputs.items["topic_path"].to_numpy(),
+        user_topic_affinity=[dict(user_profiles_[u].topic_affinity) for u in user_ids],
+        item_lat=inputs.items["lat"].to_numpy(float) if surface == "place" else None,
+        item_lon=inputs.items["lon"].to_numpy(float) if surface == "place" else None,
+        user_lat=users["home_lat"].to_numpy(float), user_lon=users["home_lon"].to_numpy(float),
+        user_vectors=_stack(content.user_vectors, user_ids), item_vectors=_stack(content.item_vectors, item_ids))
+
+
+def user_segment(items: int) -> str:
+    return "cold" if items == 0 else ("light" if items < HEAVY_USER_ITEMS else "heavy")
+
+
+def in_training_half(user_id: str) -> bool:
+    """Deterministic user split: the ranker learns on one half and is scored on the other."""
+    return zlib.crc32(f"ranker-split:{user_id}".encode()) % 2 == 0
+
+
+@dataclass
+class SurfaceResult:
+    surface: str
+    data: SurfaceData
+    als: ALSModel
+    graph: BSPMModel
+    covisit: CovisitationSource
+    ranker: Ranker
+    ranked: pd.DataFrame      # evaluation candidates with ranker scores
+    evaluation: pd.DataFrame  # rows of ops.evaluation_runs
+
+
+def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame, content: ContentSignals,
+                  as_of: datetime, run: RunContext) -> tuple[SurfaceResult, dict, dict]:
+    cfg = settings.retrain
+    surface = inputs.surface
+    items_p = item_profiles(inputs.items, inputs.interactions, as_of, content.item_tags, content.item_vectors)
+    users_p = user_profiles(users, inputs.interactions, inputs.items, content.query_tags, content.user_vectors)
+    data = surface_data(surface, inputs, users, users_p, items_p, content)
+
+    als = ALSModel(factors=cfg.als.factors, regularization=cfg.als.regularization, alpha=cfg.als.alpha,
+                   iterations=cfg.als.iterations, show_progress=False).fit(data.user_items)
+    graph_cfg = cfg.graph_filter
+    graph = BSPMModel(ideal_rank=min(graph_cfg.ideal_rank, min(data.user_items.shape) - 1),
+                      ideal_weight=graph_cfg.ideal_weight, sharpen_time=graph_cfg.sharpen_time).fit(data.user_items)
+    covisit = CovisitationSource(data)
+    sources = [CollaborativeSource("als", als), CollaborativeSource("graph", graph), ContentSource(data), covisit,
+               PopularSource(data)]
+    if surface == "place":
+        sources.append(GeoSource(data, cfg.geo_radius_km))
+
+    label_users = np.array(sorted(set(inputs.labels["user_id"]) & set(data.user_index)))
+    frames = []
+    for start in tqdm(range(0, len(label_users), cfg.batch_users), desc=f"{surface} candidates", unit="batch",
+                      leave=False):
+        batch = np.array([data.user_index[u] for u in label_users[start:start + cfg.batch_users]])
+        candidates = top_candidates(sources, data, batch, cfg.candidates_per_source)
+        features = feature_frame(candidates, users_p, items_p, now=as_of).astype(np.float32)
+        frames.append(pd.concat([candidates[["user_id", "item_id"]], features], axis=1))
+    table = pd.concat(frames, ignore_index=True).merge(inputs.labels, on=["user_id", "item_id"], how="left")
+    table["gain"] = table["gain"].fillna(0).astype(int)
+    table = table.sort_values(["user_id"], kind="stable").reset_index(drop=True)
+
+    ranker = _train_ranker(table[table["user_id"].map(in_training_half)], cfg.ranker)
+    held_out = table[~table["user_id"].map(in_training_half)].copy()
+    held_out["score"] = ranker.score(held_out)
+    held_out["rank"] = held_out.groupby("user_id")["score"].rank(ascending=False, method="first").astype(int)
+    evaluation = evaluate(held_out, inputs.labels, data, users_p, cfg.eval_k, run, surface)
+    return SurfaceResult(surface, data, als, graph, covisit, ranker, held_out, evaluation), users_p, items_p
+
+
+def _groups(frame: pd.DataFrame) -> np.ndarray:
+    return frame.groupby("user_id", sort=False).size().to_numpy()
+
+
+def _train_ranker(train: pd.DataFrame, cfg) -> Ranker:
+    """LightGBM lambdarank; users without any engaged candidate teach nothing and are left out."""
+    useful = train.groupby("user_id")["gain"].transform("max") > 0
+    train = train[useful]
+    users = train["user_id"].unique()
+    if len(users) > cfg.max_train_users:
+        keep = set(np.random.default_rng(0).choice(users, cfg.max_train_users, replace=False))
+        train = train[train["user_id"].isin(keep)]
+        users = train["user_id"].unique()
+    if len(users) < 4:
+        raise ValueError(f"only {len(users)} label-day users with engaged candidates: too few to train the ranker")
+    valid_users = set(users[:: 10])
+    fit, valid = train[~train["user_id"].isin(valid_users)], train[train["user_id"].isin(valid_users)]
+    return Ranker.train(fit, fit["gain"].to_numpy(), _groups(fit), cfg,
+                        valid=(valid, valid["gain"].to_numpy(), _groups(valid)))
+
+
+def evaluate(held_out: pd.DataFrame, labels: pd.DataFrame, data: SurfaceData, users_p: dict, k: int,
+             run: RunContext, surface: str) -> pd.DataFrame:
+    """The ranker, each source alone and popularity, overall and per user segment, on held-out users."""
+    users = held_out["user_id"].unique()
+    relevant = labels[labels["user_id"].isin(users)]
+    popularity = pd.Series(data.item_popularity, index=data.item_ids)
+    lists = {"ranker": held_out[["user_id", "item_id", "rank"]]}
+    for source in SOURCES:
+        column = f"{source}_rank"
+        if held_out[column].notna().any():
+            name = "popularity" if source == "popular" else source
+            lists[name] = held_out[held_out[column].notna()][["user_id", "item_id", column]].rename(
+                columns={column: "rank"})
+    segments = {u: user_segment(users_p[u].items) for u in users}
+    rows = []
+    now = datetime.now(timezone.utc)
+    for model, recommended in lists.items():
+        for segment in ("all", "cold", "light", "heavy"):
+            members = relevant if segment == "all" else relevant[relevant["user_id"].map(segments) == segment]
+            metrics = list_metrics(recommended, members, k, popularity, len(data.item_ids))
+            n_users = metrics.pop("users")
+            rows += [{"run_id": run.run_id, "surface": surface, "model": model, "segment": segment, "metric": name,
+                      "value": value, "users": n_users, "recorded_at": now} for name, value in metrics.items()]
+    return pd.DataFrame(rows)
+
+
+def _label_frame(spark, split: TimeSplit, interactions: pd.DataFrame) -> pd.DataFrame:
+    """Label-day engagement with items the user had not seen before (re-engagement is not discovery)."""
+    labels = spark.sql(labels_sql(split)).toPandas()
+    seen = interactions[["user_id", "item_id", "surface"]].assign(seen=True)
+    labels = labels.merge(seen, on=["user_id", "item_id", "surface"], how="left")
+    return labels[labels["seen"].isna()].drop(columns="seen")
+
+
+def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any]:
+    """Run the nightly pipeline. ``fail_at`` names a step to fail on purpose (drills and tests)."""
+    from hybridrec.spark import spark_session
+
+    run = new_run(settings, "retrain")
+    lake = Lake(settings)
+    registry = Registry(lake, run)
+    run_dir = settings.home_path / settings.retrain.models_dir / run.run_id
+    context: dict[str, Any] = {"run": run, "run_dir": run_dir}
+
+    def guarded(name: str, fn):
+        def step(ctx: dict) -> dict | None:
+            if fail_at == name:
+                raise RuntimeError(f"failure drill at step {name}")
+            return fn(ctx)
+        return step
+
+    def snapshot_inputs(_: dict) -> dict:
+        inputs = registry.snapshot_ids([EVENTS, USERS, PLACES, CLIPS, ITEM_EMBEDDINGS, USER_EMBEDDINGS,
+                                        ITEM_KEYWORDS, QUERY_TAGS])
+        registry.record("running", input_snapshots=inputs)
+        return {"input_snapshots": inputs}
+
+    def interactions(_: dict) -> dict:
+        spark = spark_session(settings, app_name="hybridrec-retrain")
+        lake.table(INTERACTIONS)
+        split = TimeSplit.ending_at(last_event_day(spark), settings.retrain.label_days)
+        rows = write_interactions(spark, settings.retrain, split, run)
+        matrix = _read(lake, INTERACTIONS, row_filter=f"run_id == '{run.run_id}'")
+        labels = _label_frame(spark, split, matrix)
+        return {"split": split, "interaction_rows": rows, "interactions": matrix, "labels": labels}
+
+    def train(ctx: dict) -> dict:
+        users = _read(lake, USERS, ("user_id", "home_lat", "home_lon"))
+        content = ContentSignals.load(lake)
+        results, profiles = {}, {}
+        for surface in SURFACES:
+            inputs = SurfaceInputs(surface, load_items(lake, surface),
+                                   ctx["interactions"][ctx["interactions"]["surface"] == surface],
+                                   ctx["labels"][ctx["labels"]["surface"] == surface].drop(columns="surface"))
+            results[surface], users_p, items_p = train_surface(settings, inputs, users, content,
+                                                               ctx["split"].label_start, run)
+            profiles[surface] = (users_p, items_p, inputs.items)
+        return {"results": results, "profiles": profiles}
+
+    def record_evaluation(ctx: dict) -> dict:
+        from hybridrec.batch.plots import plot_run_evaluation
+
+        results: dict[str, SurfaceResult] = ctx["results"]
+        evaluation = pd.concat([r.evaluation for r in results.values()], ignore_index=True)
+        lake.append(EVALUATION_RUNS, [EVALUATION_RUNS.to_arrow({c: evaluation[c].tolist() for c in EVALUATION_RUNS.column_names})], run)
+        lake.replace(CANDIDATES, [_candidates_table(r, run) for r in results.values()], run)
+        files = {}
+        for surface, result in results.items():
+            path = run_dir / f"ranker-{surface}.txt"
+            result.ranker.save(path, run.stamp())
+            files[f"ranker-{surface}"] = str(path)
+        files["evaluation_plot"] = str(plot_run_evaluation(evaluation, run_dir / "evaluation.png", settings.retrain.eval_k))
+        headline = _headline(evaluation, settings.retrain.eval_k)
+        (run_dir / "metrics.json").write_text(json.dumps(headline, indent=2))
+        return {"evaluation": evaluation, "model_files": files, "headline": headline}
+
+    def publish(ctx: dict) -> dict:
+        return {"indices": publish_run(settings, run, run_dir, ctx["results"], ctx["profiles"])}
+
+    steps = [
+        Step("snapshot-inputs", guarded("snapshot-inputs", snapshot_inputs), "record Iceberg snapshot ids of every input"),
+        Step("interactions", guarded("interactions", interactions), "events -> user x item confidence (Spark), label day"),
+        Step("train", guarded("train", train), "ALS + graph filter, candidates, features, LightGBM ranker per surface"),
+        Step("evaluate", guarded("evaluate", record_evaluation), "metrics per model and segment, plots, model files"),
+        Step("publish", guarded("publish", publish), "new versioned indices, one atomic alias swap"),
+    ]
+    try:
+        run_steps("retrain", steps, context)
+    except Exception as err:
+        registry.record("failed", input_snapshots=context.get("input_snapshots", {}), detail=str(err))
+        raise
+    registry.record("succeeded", input_snapshots=context["input_snapshots"], model_files=context["model_files"],
+                    metrics=context["headline"], indices=context["indices"])
+    return context
+
+
+def _candidates_table(result: SurfaceResult, run: RunContext):
+    ranked = result.ranked
+    rank_columns = [f"{s}_rank" for s in SOURCES]
+    sources = [[s for s, r in zip(SOURCES, row) if not np.isnan(r)] for row in ranked[rank_columns].to_numpy()]
+    return CANDIDATES.to_arrow({
+        "user_id": ranked["user_id"].tolist(), "item_id": ranked["item_id"].tolist(),
+        "surface": [result.surface] * len(ranked), "sources": sources, "score": ranked["score"].astype(float).tolist(),
+        "rank": ranked["rank"].astype(int).tolist(), "run_id": [run.run_id] * len(ranked)})
+
+
+def _headline(evaluation: pd.DataFrame, k: int) -> dict[str, dict[str, float]]:
+    """NDCG@K and Recall@K of every model over all held-out users, per surface."""
+    overall = evaluation[(evaluation["segment"] == "all") & evaluation["metric"].isin([f"ndcg@{k}", f"recall@{k}"])]
+    out: dict[str, dict[str, float]] = {}
+    for row in overall.itertuples(index=False):
+        out.setdefault(f"{row.surface}/{row.model}", {})[row.metric] = round(float(row.value), 4)
+    return out
