@@ -52,13 +52,13 @@ def describe_lake(settings: Settings, sample_rows: int = 3, specs: tuple[TableSp
 
 def spark_event_summary(settings: Settings) -> list[dict[str, Any]]:
     """Spark reads the events pyiceberg wrote, through the same catalog: events per surface and type."""
-    from hybridrec.spark import spark_session
+    from hybridrec.spark import spark_job
 
-    spark = spark_session(settings, app_name="hybridrec-lake-check")
-    rows = spark.sql(
-        f"SELECT surface, event_type, count(*) AS events, count(DISTINCT user_id) AS users "
-        f"FROM {EVENTS.namespace}.{EVENTS.name} GROUP BY surface, event_type ORDER BY surface, events DESC"
-    ).collect()
+    with spark_job(settings, "hybridrec-lake-check") as spark:
+        rows = spark.sql(
+            f"SELECT surface, event_type, count(*) AS events, count(DISTINCT user_id) AS users "
+            f"FROM {EVENTS.namespace}.{EVENTS.name} GROUP BY surface, event_type ORDER BY surface, events DESC"
+        ).collect()
     return [row.asDict() for row in rows]
 
 

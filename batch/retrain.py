@@ -260,9 +260,8 @@ def evaluate(held_out: pd.DataFrame, labels: pd.DataFrame, data: SurfaceData, us
     return pd.DataFrame(rows)
 
 
-def _label_frame(spark, split: TimeSplit, interactions: pd.DataFrame) -> pd.DataFrame:
+def _unseen(labels: pd.DataFrame, interactions: pd.DataFrame) -> pd.DataFrame:
     """Label-day engagement with items the user had not seen before (re-engagement is not discovery)."""
-    labels = spark.sql(labels_sql(split)).toPandas()
     seen = interactions[["user_id", "item_id", "surface"]].assign(seen=True)
     labels = labels.merge(seen, on=["user_id", "item_id", "surface"], how="left")
     return labels[labels["seen"].isna()].drop(columns="seen")
@@ -270,7 +269,7 @@ def _label_frame(spark, split: TimeSplit, interactions: pd.DataFrame) -> pd.Data
 
 def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any]:
     """Run the nightly pipeline. ``fail_at`` names a step to fail on purpose (drills and tests)."""
-    from hybridrec.spark import spark_session
+    from hybridrec.spark import spark_job
 
     run = new_run(settings, "retrain")
     lake = Lake(settings)
@@ -292,13 +291,13 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
         return {"input_snapshots": inputs}
 
     def interactions(_: dict) -> dict:
-        spark = spark_session(settings, app_name="hybridrec-retrain")
         lake.table(INTERACTIONS)
-        split = TimeSplit.ending_at(last_event_day(spark), settings.retrain.label_days)
-        rows = write_interactions(spark, settings.retrain, split, run)
+        with spark_job(settings, "hybridrec-retrain") as spark:
+            split = TimeSplit.ending_at(last_event_day(spark), settings.retrain.label_days)
+            rows = write_interactions(spark, settings.retrain, split, run)
+            labels = spark.sql(labels_sql(split)).toPandas()
         matrix = _read(lake, INTERACTIONS, row_filter=f"run_id == '{run.run_id}'")
-        labels = _label_frame(spark, split, matrix)
-        return {"split": split, "interaction_rows": rows, "interactions": matrix, "labels": labels}
+        return {"split": split, "interaction_rows": rows, "interactions": matrix, "labels": _unseen(labels, matrix)}
 
     def train(ctx: dict) -> dict:
         users = _read(lake, USERS, ("user_id", "home_lat", "home_lon"))

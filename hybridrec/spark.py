@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from hybridrec.config import Settings
@@ -71,6 +74,20 @@ def catalog_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
+@contextmanager
+def spark_job(settings: Settings, app_name: str) -> Iterator[Any]:
+    """A Spark session for one job's Spark steps, stopped afterwards.
+
+    Stopping matters beyond memory: the embedded SQLite catalog's JDBC connections can hold a read
+    snapshot, and a long-lived session would then fail its next commit after pyiceberg wrote.
+    """
+    session = spark_session(settings, app_name)
+    try:
+        yield session
+    finally:
+        session.stop()
+
+
 def spark_session(settings: Settings, app_name: str = "hybridrec"):
     """A Spark session (local mode by default) with Iceberg and the project catalog configured."""
     from pyspark.sql import SparkSession
@@ -94,6 +111,12 @@ def spark_session(settings: Settings, app_name: str = "hybridrec"):
     )
     for key, value in {**catalog_conf(settings), **spark_conf.extra_conf}.items():
         builder = builder.config(key, value)
+    active = SparkSession.getActiveSession()
+    catalog_key = f"spark.sql.catalog.{settings.lake.catalog_name}.uri"
+    if active is not None and active.conf.get(catalog_key, None) != catalog_conf(settings).get(catalog_key):
+        # getOrCreate would hand back a session bound to another catalog (catalogs are cached per session).
+        log.info("stopping the active Spark session: it is bound to another catalog")
+        active.stop()
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     log.info("spark session %s on %s, catalog %s", app_name, spark_conf.master, settings.lake.catalog_name)

@@ -1,0 +1,82 @@
+"""The nightly retrain end to end on a small world: real Spark, Iceberg and OpenSearch."""
+
+import json
+import secrets
+
+import pytest
+
+from hybridrec.batch.jobs import generate_world_job
+from hybridrec.batch.publish import fallback_path, rollback
+from hybridrec.batch.registry import run_history
+from hybridrec.batch.retrain import retrain_job
+from hybridrec.config import load_settings
+from hybridrec.contract import EVALUATION_RUNS
+from hybridrec.features.documents import items_alias, users_alias
+from hybridrec.lake import Lake
+from hybridrec.pipeline import StepFailed
+from hybridrec.search import SearchStore
+
+pytestmark = pytest.mark.integration
+
+SMALL_WORLD = {"SYNTHETIC__N_USERS": "600", "SYNTHETIC__N_PLACES": "200", "SYNTHETIC__N_CLIPS": "600",
+               "SYNTHETIC__N_EVENTS": "60000", "SYNTHETIC__N_DAYS": "14", "RETRAIN__GRAPH_FILTER__IDEAL_RANK": "32"}
+
+
+@pytest.fixture(scope="module")
+def settings(services, tmp_path_factory):
+    root = tmp_path_factory.mktemp("retrain")
+    environ = {f"HYBRIDREC__{k}": v for k, v in SMALL_WORLD.items()}
+    environ.update({"HYBRIDREC__LAKE__URI": f"sqlite:///{root / 'catalog.db'}",
+                    "HYBRIDREC__LAKE__WAREHOUSE": (root / "warehouse").as_uri(),
+                    "HYBRIDREC__RETRAIN__MODELS_DIR": str(root / "models"),
+                    "HYBRIDREC__OPENSEARCH__INDEX_PREFIX": f"test-{secrets.token_hex(4)}"})
+    settings = load_settings(environ=environ)
+    generate_world_job(settings)
+    yield settings
+    SearchStore(settings).client.indices.delete(index=f"{settings.opensearch.index_prefix}-*", ignore_unavailable=True)
+
+
+@pytest.fixture(scope="module")
+def first_run(settings):
+    return retrain_job(settings)
+
+
+def _aliases(settings):
+    store = SearchStore(settings)
+    names = [store.alias_name(f(s)) for s in ("place", "clip") for f in (items_alias, users_alias)]
+    return {name: store.alias_targets(name) for name in names}
+
+
+def test_publish_points_every_alias_at_the_runs_indices(settings, first_run):
+    version = first_run["run"].run_id.lower()
+    assert all(targets == [f"{alias}--{version}"] for alias, targets in _aliases(settings).items())
+    store = SearchStore(settings)
+    hits = store.knn(store.alias_name(items_alias("clip")), "cf_vector", [1.0] * settings.retrain.als.factors, k=5)
+    assert len(hits) == 5 and all(h.source["run_id"] == first_run["run"].run_id for h in hits)
+    assert json.loads(fallback_path(settings).read_text())["run_id"] == first_run["run"].run_id
+
+
+def test_run_is_registered_with_inputs_metrics_and_evaluation(settings, first_run):
+    lake = Lake(settings)
+    latest = run_history(lake).iloc[0]
+    assert latest["run_id"] == first_run["run"].run_id and latest["status"] == "succeeded"
+    assert "raw.events" in json.loads(latest["input_snapshots"])
+    evaluation = lake.scan(EVALUATION_RUNS).to_pandas()
+    models = set(evaluation[evaluation["run_id"] == first_run["run"].run_id]["model"])
+    assert {"ranker", "als", "graph", "covisit", "popularity"} <= models
+    assert (first_run["run_dir"] / "evaluation.png").stat().st_size > 10_000
+    assert (first_run["run_dir"] / "ranker-clip.txt").exists()
+
+
+def test_failed_run_never_swaps_and_a_good_run_can_be_rolled_back(settings, first_run):
+    before = _aliases(settings)
+    with pytest.raises(StepFailed, match="publish"):
+        retrain_job(settings, fail_at="publish")
+    assert _aliases(settings) == before
+    assert run_history(Lake(settings)).iloc[0]["status"] == "failed"
+
+    second = retrain_job(settings)
+    assert _aliases(settings) != before
+    assert all(t[0].endswith(second["run"].run_id.lower()) for t in _aliases(settings).values())
+    rollback(settings)
+    assert _aliases(settings) == before
