@@ -107,16 +107,28 @@ def quickstart_job(settings: Settings) -> dict[str, Any]:
     def spark_check(_: dict) -> dict:
         return {"spark_summary": spark_event_summary(settings)}
 
+    def retrain(_: dict) -> dict:
+        from hybridrec.batch.retrain import retrain_job
+
+        result = retrain_job(settings)
+        return {"retrain": {"run_id": result["run"].run_id, "metrics": result["headline"], "indices": result["indices"]}}
+
     steps = [
         Step("infra-up", infra_up, "Kafka, OpenSearch (k-NN) and the Spark/Iceberg jars, on loopback"),
         Step("synthetic-world", world, "users, places, clips, reviews, queries, events + ground truth into Iceberg"),
         Step("load-gowalla", gowalla, "Gowalla LightGCN split into gowalla.events_train/test"),
         Step("spark-lake-check", spark_check, "Spark reads the Iceberg tables pyiceberg wrote"),
+        Step("retrain", retrain, "nightly pipeline: CF, candidates, LightGBM ranker, evaluation, publish"),
     ]
     context = run_steps("quickstart", steps, {})
     print("\n" + describe_lake(settings, sample_rows=2))
     print("\nSpark over raw.events (surface, type, events, users):")
     for row in context["spark_summary"]:
         print(f"  {row['surface']:<6} {row['event_type']:<7} {row['events']:>9,} {row['users']:>7,}")
+    retrained = context["retrain"]
+    print(f"\nretrain {retrained['run_id']}: NDCG@{settings.retrain.eval_k} on held-out users")
+    for name, metrics in retrained["metrics"].items():
+        print(f"  {name:<20} ndcg {metrics[f'ndcg@{settings.retrain.eval_k}']:.4f}  "
+              f"recall {metrics[f'recall@{settings.retrain.eval_k}']:.4f}")
     print("\nstep timings (s):", context["timings"])
     return context
