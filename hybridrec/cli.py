@@ -276,6 +276,44 @@ def stream_demo(ctx: click.Context, seconds: float, rate: float, user_id: str | 
     run_demo(_settings(ctx), seconds, rate, user_id, emit=click.echo)
 
 
+@cli.command("serve")
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Run the feed API (uvicorn) on serving.host:serving.port; OpenAPI docs at /docs."""
+    from hybridrec.serving.commands import serve as run_server
+
+    run_server(_settings(ctx))
+
+
+@cli.command("feed")
+@click.argument("user_id")
+@click.option("--surface", type=click.Choice(["place", "clip"]), default="clip", show_default=True)
+@click.option("--limit", type=int, default=10, show_default=True)
+@click.pass_context
+def feed(ctx: click.Context, user_id: str, surface: str, limit: int) -> None:
+    """Print a user's feed with reasons, through the same pipeline the API serves."""
+    from hybridrec.serving.commands import print_feed
+
+    try:
+        print_feed(_settings(ctx), user_id, surface, limit, emit=click.echo)
+    except RuntimeError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@bench.command("serving")
+@click.option("--seconds", type=float, default=20.0, show_default=True, help="Load duration per rate.")
+@click.option("--rates", default="50,100,200", show_default=True, help="Requests/s, comma-separated.")
+@click.pass_context
+def bench_serving(ctx: click.Context, seconds: float, rates: str) -> None:
+    """Feed latency under load: real uvicorn server, load from a separate process, p50/p95/p99 and stages."""
+    import runpy
+
+    from hybridrec.config import PROJECT_ROOT
+
+    benchmark = runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "serving.py"))
+    _print_json(benchmark["run_benchmark"](_settings(ctx), [float(r) for r in rates.split(",")], seconds))
+
+
 @cli.command("config")
 @click.pass_context
 def show_config(ctx: click.Context) -> None:

@@ -169,7 +169,7 @@ class ExtractionSettings(_Section):
     max_keyword_chars: int = Field(40, ge=4)
     max_input_chars: int = Field(2000, ge=100)
     mmr_diversity: float = Field(0.5, ge=0, le=1)
-    tag_similarity: float = Field(0.8, gt=0, le=1)  # cosine for a keyword to map onto a topic/dish tag it does not spell
+    tag_similarity: float = Field(0.85, gt=0, le=1)  # cosine to reach a topic/dish tag not spelled verbatim
     answer_docs: int = Field(5, ge=0)  # answering documents a query tagger reads besides the query
     place_keywords: int = Field(12, ge=1)  # aggregated keywords per place that enter its embedding
     user_half_life_days: float = Field(7.0, gt=0)
@@ -223,6 +223,58 @@ class RetrainSettings(_Section):
     ranker: RankerSettings = RankerSettings()
 
 
+class ExperimentVariant(_Section):
+    """One arm of the feed experiment: which ranker scores it and which rule set shapes it."""
+
+    name: str
+    weight: float = Field(1.0, gt=0)
+    ranker_run: str = ""  # "" = the run the served index was published by; else a run id under models_dir
+    use_ranker: bool = True  # False: order by reciprocal-rank fusion of the sources (no model)
+    mmr_lambda: float | None = Field(None, ge=0, le=1)  # None = serving.mmr_lambda
+    topic_consistency: bool = True
+
+
+class ServingSettings(_Section):
+    """The feed API (``hybridrec serve``): limits, candidate depth, rules, experiments, degraded mode."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1)
+    api_keys: list[str] = Field(default_factory=list)  # write endpoints need one; empty: writes are refused
+    read_requires_key: bool = False
+    rate_limit_per_s: float = Field(1000.0, gt=0)  # per API key (or per client address without one)
+    rate_limit_burst: int = Field(2000, ge=1)
+    default_limit: int = Field(20, ge=1)
+    max_limit: int = Field(100, ge=1)
+    max_events_per_request: int = Field(1000, ge=1)
+    default_radius_km: float = Field(5.0, gt=0)
+    max_radius_km: float = Field(100.0, gt=0)
+    candidates_per_source: int = Field(50, ge=1)
+    interest_tags: int = Field(8, ge=1)  # strongest interest tags a user's keyword/BM25 query uses
+    covisit_seed_items: int = Field(50, ge=1)  # most recent engaged items expanded by co-visitation
+    min_topic_share: float = Field(0.1, ge=0, le=1)  # affinity for a topic to count as an interest
+    max_per_creator: int = Field(2, ge=1)
+    max_topic_share: float = Field(0.5, gt=0, le=1)  # of the feed, per topic path
+    mmr_lambda: float = Field(0.8, ge=0, le=1)  # 1: relevance only; 0: diversity only
+    open_now_only: bool = False  # places: drop those closed at request time (local clock below)
+    timezone: str = "Asia/Seoul"
+    regions: list[str] = Field(default_factory=list)  # places: only these regions ([]: all)
+    experiment_name: str = "feed-ranker"
+    experiments: list[ExperimentVariant] = Field(default_factory=lambda: [ExperimentVariant(name="control")])
+    model_check_interval_s: float = Field(30.0, gt=0)  # how often the served alias is checked for a new run
+    search_timeout_s: float = Field(2.0, gt=0)
+    kafka_timeout_s: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _variants_distinct(self) -> "ServingSettings":
+        names = [v.name for v in self.experiments]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"serving.experiments needs at least one variant, names distinct; got {names}")
+        if self.default_limit > self.max_limit:
+            raise ValueError(f"serving.default_limit {self.default_limit} exceeds max_limit {self.max_limit}")
+        return self
+
+
 class Settings(_Section):
     home: str = ".hybridrec"
     log_level: str = "INFO"
@@ -235,6 +287,7 @@ class Settings(_Section):
     streaming: StreamingSettings = StreamingSettings()
     extraction: ExtractionSettings = ExtractionSettings()
     retrain: RetrainSettings = RetrainSettings()
+    serving: ServingSettings = ServingSettings()
 
     @model_validator(mode="after")
     def _ports_distinct(self) -> "Settings":

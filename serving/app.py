@@ -1,0 +1,177 @@
+"""The feed API (FastAPI): routes, validation with messages that say what is wrong, and /metrics.
+
+Every client mistake is a 4xx naming the field and the problem; OpenSearch or the model failing
+turns the feed degraded (200, ``degraded: true``), Kafka failing turns writes into 503. Route
+handlers are plain functions: FastAPI runs them in its thread pool, where the blocking OpenSearch
+and Kafka clients belong.
+"""
+
+
+import logging
+import time
+from typing import Annotated, Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from hybridrec.batch.publish import fallback_path
+from hybridrec.config import Settings
+from hybridrec.contract import EventRecord, SearchQueryRecord
+from hybridrec.serving.auth import API_KEY_HEADER, AccessDenied, Authorizer
+from hybridrec.serving.fallback import FallbackFeed
+from hybridrec.serving.metrics import ServingMetrics
+from hybridrec.serving.models import ModelUnavailable, RankerRegistry
+from hybridrec.serving.pipeline import FeedPipeline, FeedQuery, FeedUnavailable
+from hybridrec.serving.similar import SimilarItems
+from hybridrec.serving.store import ServingStore
+from hybridrec.serving.writes import EventWriter, WriteUnavailable
+from hybridrec.taxonomy import load_taxonomy
+
+log = logging.getLogger(__name__)
+
+Surface = Literal["place", "clip"]
+UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+
+
+def _problem(status: int, message: str, details: list[str] | None = None, headers: dict | None = None) -> JSONResponse:
+    body: dict = {"error": message}
+    if details:
+        body["details"] = details
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(p) for p in error.get("loc", ()))
+    return f"{where}: {error.get('msg', 'invalid')}"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The app with its own store, models, metrics and rate-limit state (nothing global)."""
+    cfg = settings.serving
+    metrics = ServingMetrics()
+    store = ServingStore(settings)
+    rankers = RankerRegistry(settings, store)
+    fallback = FallbackFeed(fallback_path(settings))
+    taxonomy = load_taxonomy()
+    pipeline = FeedPipeline(settings, store, rankers, fallback, metrics, taxonomy)
+    similar = SimilarItems(store, taxonomy)
+    writer = EventWriter(settings, pipeline.variant, metrics)
+    authorizer = Authorizer(cfg)
+
+    app = FastAPI(title="hybridrec feed API", version="1.0",
+                  description="Personalised place (map) and clip (home) feeds with reasons; events and search queries in.")
+    app.state.pipeline, app.state.rankers, app.state.writer = pipeline, rankers, writer
+
+    def access(write: bool):
+        def check(request: Request, x_api_key: Annotated[str | None, Header(alias=API_KEY_HEADER)] = None) -> None:
+            authorizer.check(x_api_key, request.client.host if request.client else "unknown", write)
+        return check
+
+    read_access, write_access = Depends(access(write=False)), Depends(access(write=True))
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        start = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:  # a bug, not the client's fault: log it, count it, answer without internals
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            metrics.errors.labels(request.url.path).inc()
+            response = _problem(500, "internal error; it has been logged")
+        route = request.scope.get("route")
+        path = route.path if route is not None else "unmatched"
+        metrics.request_seconds.labels(path, request.method).observe(time.perf_counter() - start)
+        metrics.responses.labels(path, str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, err: RequestValidationError):
+        details = [_describe(e) for e in err.errors()]
+        return _problem(422, f"invalid request: {details[0]}" if details else "invalid request", details)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, err: HTTPException):
+        return _problem(err.status_code, str(err.detail), headers=err.headers)
+
+    @app.exception_handler(AccessDenied)
+    async def denied(_: Request, err: AccessDenied):
+        headers = {"Retry-After": str(max(1, round(err.retry_after_s)))} if err.retry_after_s else None
+        return _problem(err.status, err.message, headers=headers)
+
+    @app.get("/v1/feed/{user_id}", dependencies=[read_access], summary="A ranked feed with reasons")
+    def feed(request: Request, user_id: UserId, surface: Annotated[Surface, Query()],
+             limit: Annotated[int, Query(ge=1, le=cfg.max_limit)] = cfg.default_limit,
+             lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
+             lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
+             radius_km: Annotated[float | None, Query(gt=0, le=cfg.max_radius_km)] = None):
+        unknown = sorted(set(request.query_params) - {"surface", "limit", "lat", "lon", "radius_km"})
+        if unknown:
+            raise HTTPException(400, f"unknown query parameters {unknown}; known: surface, limit, lat, lon, radius_km")
+        if (lat is None) != (lon is None):
+            raise HTTPException(422, "lat and lon must be given together (or neither)")
+        try:
+            return pipeline.feed(FeedQuery(user_id, surface, limit, lat, lon, radius_km))
+        except FeedUnavailable as err:
+            raise HTTPException(503, str(err)) from err
+
+    @app.get("/v1/items/{item_id}/similar", dependencies=[read_access], summary="Items like this one")
+    def similar_items(item_id: UserId, surface: Annotated[Surface, Query()],
+                      limit: Annotated[int, Query(ge=1, le=cfg.max_limit)] = cfg.default_limit):
+        try:
+            return similar.find(item_id, surface, limit)
+        except KeyError as err:
+            raise HTTPException(404, f"no {surface} item {item_id!r} in the served index") from err
+        except LookupError as err:
+            raise HTTPException(503, f"search unavailable: {err}") from err
+
+    class EventBatch(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        events: list[EventRecord] = Field(min_length=1, max_length=cfg.max_events_per_request)
+
+    class QueryBatch(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        queries: list[SearchQueryRecord] = Field(min_length=1, max_length=cfg.max_events_per_request)
+
+    @app.post("/v1/events", status_code=202, dependencies=[write_access], summary="Feed interactions into Kafka")
+    def post_events(batch: EventBatch):
+        try:
+            return {"accepted": writer.events(batch.events)}
+        except ValueError as err:
+            raise HTTPException(422, str(err)) from err
+        except WriteUnavailable as err:
+            raise HTTPException(503, str(err)) from err
+
+    @app.post("/v1/search-queries", status_code=202, dependencies=[write_access], summary="Search queries into Kafka")
+    def post_queries(batch: QueryBatch):
+        try:
+            return {"accepted": writer.queries(batch.queries)}
+        except ValueError as err:
+            raise HTTPException(422, str(err)) from err
+        except WriteUnavailable as err:
+            raise HTTPException(503, str(err)) from err
+
+    @app.get("/healthz", summary="The process is up")
+    def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="OpenSearch, Kafka and both models are available")
+    def readyz():
+        for surface in ("place", "clip"):
+            try:
+                rankers.served(surface)
+            except ModelUnavailable:
+                pass  # reported below as a failed check
+        checks = {"opensearch": store.ping(), "kafka": writer.reachable(),
+                  **{f"model_{s}": run is not None for s, run in rankers.ready().items()},
+                  "fallback": fallback.available}
+        body = {"ready": all(checks.values()), "checks": checks, "runs": rankers.ready()}
+        return JSONResponse(status_code=200 if body["ready"] else 503, content=body)
+
+    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    def prometheus():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,9 @@
+"""The app for ``uvicorn hybridrec.serving.asgi:app`` (multi-worker serving): settings from the environment."""
+
+from hybridrec.config import load_settings
+from hybridrec.logs import configure_logging
+from hybridrec.serving.app import create_app
+
+_settings = load_settings()
+configure_logging(_settings.log_level)
+app = create_app(_settings)

@@ -1,0 +1,41 @@
+"""What the feed knows about a user with little or no history, and which interests drive their candidates.
+
+Three segments: ``warm`` users have published history (CF vectors, engaged topics); ``searcher``
+users have none but searched for something, so their interest tags alone find candidates (BM25 and
+tag matches); ``new`` users have nothing and get a broad popular/trending (and, on the map, nearby)
+feed that the diversity rules spread over topics. Search tags reach the user context through the
+streaming query tagger (:class:`hybridrec.streaming.tagging.QueryTagger`), which keeps only
+interest queries: a utility query (exchange rate, weather, visa) never becomes an interest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hybridrec.features.ranking import UserProfile
+
+
+def search_interests(context: Mapping[str, Any] | None) -> dict[str, float]:
+    """Decayed interest tags of the user's recent searches (interest intent only, tagged upstream)."""
+    return {t["tag"]: float(t["weight"]) for t in (context or {}).get("search_tags", ()) if t.get("weight", 0) > 0}
+
+
+def interest_tags(profile: UserProfile, context: Mapping[str, Any] | None, limit: int) -> dict[str, float]:
+    """Published interest tags (engaged topics + past interest queries) and recent search tags, each
+    part normalised to sum 1 so neither drowns the other; the ``limit`` strongest."""
+    merged: dict[str, float] = {}
+    for part in (dict(profile.interest_tags), search_interests(context)):
+        total = sum(part.values())
+        for tag, weight in part.items():
+            if total > 0:
+                merged[tag] = merged.get(tag, 0.0) + weight / total
+    return dict(sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:limit])
+
+
+def segment(profile: UserProfile, has_cf_vector: bool, tags: Mapping[str, float],
+            context: Mapping[str, Any] | None) -> str:
+    engaged = bool((context or {}).get("engaged"))
+    if profile.items > 0 or has_cf_vector and profile.activity > 0 or engaged:
+        return "warm"
+    return "searcher" if tags else "new"

@@ -1,0 +1,88 @@
+"""The rankers being served: the run the published index names, reloaded when the alias moves.
+
+The items alias of each surface carries its run id in ``_meta``; the ranker file of that run is
+loaded from ``<home>/<models_dir>/<run_id>/ranker-<surface>.txt``. The alias is re-checked at most
+every ``serving.model_check_interval_s`` seconds, so a retrain's alias swap reaches the server
+without a restart and the features and model always come from the same run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hybridrec.config import Settings
+from hybridrec.models.ranker import Ranker
+from hybridrec.serving.store import ServingStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    run_id: str
+    ranker: Ranker
+    content_dim: int | None
+
+
+class ModelUnavailable(RuntimeError):
+    pass
+
+
+class RankerRegistry:
+    def __init__(self, settings: Settings, store: ServingStore):
+        self.store = store
+        self.models_dir = settings.home_path / settings.retrain.models_dir
+        self.interval_s = settings.serving.model_check_interval_s
+        self._served: dict[str, ServedModel] = {}
+        self._loaded: dict[tuple[str, str], Ranker] = {}
+        self._checked_at: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def path(self, run_id: str, surface: str) -> Path:
+        return self.models_dir / run_id / f"ranker-{surface}.txt"
+
+    def ranker(self, run_id: str, surface: str) -> Ranker:
+        """A specific run's ranker (an experiment variant may pin one), loaded once."""
+        key = (run_id, surface)
+        if key not in self._loaded:
+            try:
+                self._loaded[key] = Ranker.load(self.path(run_id, surface))
+            except (FileNotFoundError, ValueError) as err:
+                raise ModelUnavailable(f"{surface} ranker of run {run_id}: {err}") from err
+            log.info("loaded %s ranker of run %s", surface, run_id)
+        return self._loaded[key]
+
+    def served(self, surface: str) -> ServedModel:
+        """The model matching the served index; re-checks the alias when the interval has passed.
+        If the check fails (OpenSearch down), the model already loaded stays in service."""
+        now = time.monotonic()
+        if now - self._checked_at.get(surface, -1e9) >= self.interval_s:
+            with self._lock:
+                if now - self._checked_at.get(surface, -1e9) >= self.interval_s:
+                    self._checked_at[surface] = now
+                    self._refresh(surface)
+        if surface not in self._served:
+            raise ModelUnavailable(f"no {surface} model loaded (the served index could not be read)")
+        return self._served[surface]
+
+    def _refresh(self, surface: str) -> None:
+        try:
+            _, run_id, content_dim = self.store.served_run(surface)
+        except Exception as err:  # noqa: BLE001 - OpenSearch down or not published: keep what we have
+            log.warning("cannot read the served %s run (%s); keeping the loaded model", surface, err)
+            return
+        current = self._served.get(surface)
+        if current is None or current.run_id != run_id:
+            try:
+                self._served[surface] = ServedModel(run_id, self.ranker(run_id, surface), content_dim)
+            except ModelUnavailable as err:
+                log.error("cannot serve run %s: %s; keeping the loaded model", run_id, err)
+                return
+            log.info("serving %s run %s (was %s)", surface, run_id, current.run_id if current else "none")
+
+    def ready(self) -> dict[str, str | None]:
+        return {s: (self._served[s].run_id if s in self._served else None) for s in ("place", "clip")}

@@ -1,0 +1,215 @@
+"""The feed request as named, timed steps: load → candidates → rank → rules → respond.
+
+* load: the user's published document and real-time context, one ``_mget``;
+* candidates: every source in one ``_msearch`` (:mod:`hybridrec.serving.candidates`);
+* rank: :func:`hybridrec.features.ranking.feature_frame` — the batch feature code — and the
+  LightGBM ranker of the run the index was published by (or the experiment variant's);
+* rules: seen/skipped removal, topic consistency, opening hours, caps and MMR diversity;
+* respond: reasons and the response body.
+
+Any failure of OpenSearch or the model turns the answer into the local fallback list with
+``degraded: true`` (and a metric): the feed answers, and never pretends to be personalised.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from opensearchpy.exceptions import OpenSearchException
+
+from hybridrec.config import ExperimentVariant, Settings
+from hybridrec.features.documents import item_profile_from_document, user_profile_from_document
+from hybridrec.features.ranking import SOURCES, UserProfile, feature_frame
+from hybridrec.serving import cold_start, rules
+from hybridrec.serving.candidates import Candidates, CandidateRequest, GlobalLists, gather
+from hybridrec.serving.experiments import assign
+from hybridrec.serving.fallback import FallbackFeed
+from hybridrec.serving.metrics import ServingMetrics
+from hybridrec.serving.models import ModelUnavailable, RankerRegistry, ServedModel
+from hybridrec.serving.reasons import reason, tag_label
+from hybridrec.serving.store import ServingStore
+from hybridrec.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+RRF_K = 60  # reciprocal-rank fusion constant of the no-model experiment arm
+UNAVAILABLE = (OpenSearchException, LookupError, ModelUnavailable)
+
+
+class FeedUnavailable(RuntimeError):
+    """Neither the personalised path nor the fallback list can answer."""
+
+
+@dataclass(frozen=True)
+class FeedQuery:
+    user_id: str
+    surface: str
+    limit: int
+    lat: float | None = None
+    lon: float | None = None
+    radius_km: float | None = None
+
+    @property
+    def location(self) -> tuple[float, float] | None:
+        return (self.lat, self.lon) if self.lat is not None and self.lon is not None else None
+
+
+@dataclass
+class UserState:
+    profile: UserProfile
+    context: dict[str, Any] | None
+    request: CandidateRequest
+    segment: str
+    searched: dict[str, float]
+
+
+class Stages:
+    """Wall time per named step, kept for the response and observed into the stage histogram."""
+
+    def __init__(self, metrics: ServingMetrics):
+        self.metrics, self.ms = metrics, {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.ms[name] = round(elapsed * 1000, 2)
+            self.metrics.stage_seconds.labels(name).observe(elapsed)
+
+
+class FeedPipeline:
+    def __init__(self, settings: Settings, store: ServingStore, rankers: RankerRegistry, fallback: FallbackFeed,
+                 metrics: ServingMetrics, taxonomy: Taxonomy):
+        self.settings, self.cfg = settings, settings.serving
+        self.store, self.rankers, self.fallback = store, rankers, fallback
+        self.metrics, self.taxonomy = metrics, taxonomy
+        self.labels = {t.path: tag_label(taxonomy, t.path) for t in taxonomy.tags}
+        self.global_lists = GlobalLists(store, self.cfg.model_check_interval_s, self.cfg.candidates_per_source * 4)
+
+    def variant(self, user_id: str) -> ExperimentVariant:
+        return assign(self.cfg.experiment_name, self.cfg.experiments, user_id)
+
+    def feed(self, query: FeedQuery) -> dict[str, Any]:
+        variant = self.variant(query.user_id)
+        stages = Stages(self.metrics)
+        try:
+            model = self._model(query.surface, variant)
+            with stages.stage("load"):
+                state = self._load(query, model)
+            with stages.stage("candidates"):
+                candidates = gather(self.store, self.global_lists, state.request, self.labels)
+            for source, count in candidates.counts().items():
+                self.metrics.candidates.labels(query.surface, source).inc(count)
+            with stages.stage("rank"):
+                ranked = self._rank(query, state, candidates, model, variant)
+            with stages.stage("rules"):
+                picked = self._rules(query, state, candidates, ranked, variant)
+        except UNAVAILABLE as err:
+            return self._degraded(query, variant, err, stages)
+        with stages.stage("respond"):
+            body = self._respond(query, state, candidates, dict(ranked), picked, model, variant)
+        body["timings_ms"] = stages.ms
+        return body
+
+    def _model(self, surface: str, variant: ExperimentVariant) -> ServedModel:
+        served = self.rankers.served(surface)
+        if variant.ranker_run and variant.ranker_run != served.run_id:
+            return ServedModel(variant.ranker_run, self.rankers.ranker(variant.ranker_run, surface), served.content_dim)
+        return served
+
+    def _load(self, query: FeedQuery, model: ServedModel) -> UserState:
+        user_doc, context = self.store.load_user(query.surface, query.user_id)
+        profile = user_profile_from_document(user_doc) if user_doc else UserProfile(query.user_id)
+        recent = [e for e in (context or {}).get("engaged", ()) if e.get("surface") == query.surface]
+        skipped = {e["item_id"] for e in (context or {}).get("skipped", ()) if e.get("surface") == query.surface}
+        seen = list((user_doc or {}).get("seen", ()))
+        exclude = frozenset(seen) | {e["item_id"] for e in recent} | skipped
+        seeds = list(dict.fromkeys([e["item_id"] for e in recent] + [i for i in seen if i not in skipped]))
+        content_vectors = [v for v in (profile.content_vector, ((context or {}).get("interest") or {}).get("vector"))
+                           if v and model.content_dim and len(v) == model.content_dim]
+        location = query.location or (
+            (profile.lat, profile.lon) if profile.lat is not None and profile.lon is not None else None)
+        tags = cold_start.interest_tags(profile, context, self.cfg.interest_tags)
+        cf_vector = (user_doc or {}).get("cf_vector")
+        region_filter = ({"terms": {"region": list(self.cfg.regions)}},) if query.surface == "place" and self.cfg.regions else ()
+        request = CandidateRequest(
+            user_id=query.user_id, surface=query.surface, depth=self.cfg.candidates_per_source, exclude=exclude,
+            cf_vector=cf_vector, content_vectors=tuple(content_vectors),
+            topic_affinity={t: a for t, a in profile.topic_affinity.items() if "/" in t or t in self.taxonomy},
+            interest_tags=tags, graph=tuple((g["item_id"], float(g["score"])) for g in (user_doc or {}).get("graph_candidates", ())),
+            covisit_seeds=tuple(seeds[: self.cfg.covisit_seed_items]), location=location,
+            radius_km=query.radius_km or self.cfg.default_radius_km, item_filter=region_filter)
+        return UserState(profile, context, request, cold_start.segment(profile, bool(cf_vector), tags, context),
+                         cold_start.search_interests(context))
+
+    def _rank(self, query: FeedQuery, state: UserState, candidates: Candidates, model: ServedModel,
+              variant: ExperimentVariant) -> list[tuple[str, float]]:
+        if not candidates.items:
+            return []
+        frame = candidates.frame(query.user_id)
+        if variant.use_ranker:
+            items = {i: item_profile_from_document(d) for i, d in candidates.items.items()}
+            location = {query.user_id: query.location} if query.location else None
+            features = feature_frame(frame, {query.user_id: state.profile}, items, datetime.now(timezone.utc), location)
+            scores = model.ranker.score(features)
+        else:
+            scores = np.zeros(len(frame))
+            for source, by_item in candidates.scores.items():
+                ranks = {i: r for r, (i, _) in enumerate(sorted(by_item.items(), key=lambda kv: -kv[1]), start=1)}
+                scores += np.array([1.0 / (RRF_K + ranks[i]) if i in ranks else 0.0 for i in frame["item_id"]])
+        order = np.argsort(-scores, kind="stable")
+        return [(frame["item_id"].iat[i], float(scores[i])) for i in order]
+
+    def _rules(self, query: FeedQuery, state: UserState, candidates: Candidates, ranked: list[tuple[str, float]],
+               variant: ExperimentVariant) -> list[str]:
+        rule_set = rules.RuleSet.from_settings(self.cfg, variant.mmr_lambda, variant.topic_consistency)
+        interests = {**{t: w / (sum(state.searched.values()) or 1) for t, w in state.searched.items()},
+                     **state.profile.topic_affinity}
+        blocked = rules.blocked_topics(self.taxonomy, interests, rule_set.min_topic_share)
+        allowed, removed = rules.hard_filters(candidates.items, query.surface, rule_set, blocked,
+                                              datetime.now(timezone.utc))
+        for rule, count in removed.items():
+            self.metrics.rule_removals.labels(rule).inc(count)
+        allowed_set = set(allowed)
+        return rules.select([r for r in ranked if r[0] in allowed_set], candidates.items, query.limit, rule_set)
+
+    def _respond(self, query: FeedQuery, state: UserState, candidates: Candidates, scores: dict[str, float],
+                 picked: list[str], model: ServedModel, variant: ExperimentVariant) -> dict[str, Any]:
+        liked = dict(state.profile.topic_affinity)
+        items = []
+        for position, item_id in enumerate(picked, start=1):
+            doc, sources = candidates.items[item_id], candidates.sources_of(item_id)
+            items.append({
+                "item_id": item_id, "position": position, "score": round(scores[item_id], 6),
+                "sources": sources, "title": doc.get("title"), "topic_path": doc.get("topic_path"),
+                "reason": reason(doc, sources, query.surface, liked, state.searched, self.taxonomy)})
+        return {"request_id": uuid.uuid4().hex, "user_id": query.user_id, "surface": query.surface,
+                "run_id": model.run_id, "experiment_variant": variant.name, "segment": state.segment,
+                "degraded": False, "sources_answered": candidates.counts(),
+                "sources_missing": [s for s in SOURCES if s not in candidates.counts()], "items": items}
+
+    def _degraded(self, query: FeedQuery, variant: ExperimentVariant, err: Exception, stages: Stages) -> dict[str, Any]:
+        kind = "model" if isinstance(err, ModelUnavailable) else "search"
+        log.warning("feed for %s on %s degraded (%s unavailable): %s", query.user_id, query.surface, kind, err)
+        self.metrics.degraded.labels(query.surface, kind).inc()
+        with stages.stage("fallback"):
+            ids = self.fallback.items(query.surface, None, query.limit)
+        if not ids:
+            raise FeedUnavailable(f"{kind} unavailable and no fallback list at {self.fallback.path}") from err
+        return {"request_id": uuid.uuid4().hex, "user_id": query.user_id, "surface": query.surface,
+                "run_id": self.fallback.run_id, "experiment_variant": variant.name, "segment": "unknown",
+                "degraded": True, "degraded_reason": f"{kind} unavailable", "sources_answered": {"fallback": len(ids)},
+                "sources_missing": list(SOURCES),
+                "items": [{"item_id": i, "position": n, "score": None, "sources": ["fallback"], "title": None,
+                           "topic_path": None, "reason": "popular right now"} for n, i in enumerate(ids, start=1)],
+                "timings_ms": stages.ms}

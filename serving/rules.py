@@ -1,0 +1,135 @@
+"""Business rules between the ranker and the response: what may be shown, and in which mix.
+
+Order matters and is fixed: hard filters first (already seen or skipped, business filters, topic
+consistency), then one greedy pass that picks the feed by maximal marginal relevance under the
+creator and topic caps. A cap is never relaxed to fill a feed: a shorter feed beats a broken rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from hybridrec.config import ServingSettings
+from hybridrec.taxonomy import Taxonomy
+
+MINUTES_PER_DAY = 1440
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The rules one request runs under (the experiment variant may change MMR and topic consistency)."""
+
+    max_per_creator: int
+    max_topic_share: float
+    mmr_lambda: float
+    topic_consistency: bool
+    min_topic_share: float
+    open_now_only: bool
+    timezone: str
+
+    @classmethod
+    def from_settings(cls, s: ServingSettings, mmr_lambda: float | None = None,
+                      topic_consistency: bool = True) -> "RuleSet":
+        return cls(s.max_per_creator, s.max_topic_share, s.mmr_lambda if mmr_lambda is None else mmr_lambda,
+                   topic_consistency, s.min_topic_share, s.open_now_only, s.timezone)
+
+
+def blocked_topics(taxonomy: Taxonomy, topic_affinity: Mapping[str, float], min_share: float) -> set[str]:
+    """Siblings of the user's interests that the user shows no interest in: a soccer fan's baseball.
+
+    An interest is a topic with at least ``min_share`` of the user's affinity; its same-aspect
+    siblings are blocked unless they are interests themselves. Topics outside the interests'
+    families stay open (exploration is not filler of a known interest)."""
+    interests = {t for t, share in topic_affinity.items() if share >= min_share and t in taxonomy}
+    blocked: set[str] = set()
+    for topic in interests:
+        blocked.update(s.path for s in taxonomy.siblings(topic))
+    return {b for b in blocked if b not in interests and not any(Taxonomy.is_ancestor(b, i) for i in interests)}
+
+
+def topic_allowed(topic: str, blocked: set[str]) -> bool:
+    return not any(topic == b or Taxonomy.is_ancestor(b, topic) for b in blocked)
+
+
+def open_at(doc: Mapping[str, Any], minute_of_day: int) -> bool:
+    """Opening hours in minutes after local midnight; closing may pass midnight (e.g. 1080..1560)."""
+    opens, closes = doc.get("open_minute"), doc.get("close_minute")
+    if opens is None or closes is None:
+        return True  # unknown hours: no reason to hide the place
+    return opens <= minute_of_day < closes or opens <= minute_of_day + MINUTES_PER_DAY < closes
+
+
+def local_minute(now: datetime, timezone: str) -> int:
+    local = now.astimezone(ZoneInfo(timezone))
+    return local.hour * 60 + local.minute
+
+
+def hard_filters(items: Mapping[str, Mapping[str, Any]], surface: str, rules: RuleSet, blocked: set[str],
+                 now: datetime) -> tuple[list[str], dict[str, int]]:
+    """Items that pass topic consistency and opening hours, and how many each rule removed."""
+    minute = local_minute(now, rules.timezone)
+    kept, removed = [], {"topic": 0, "closed": 0}
+    for item_id, doc in items.items():
+        if rules.topic_consistency and not topic_allowed(doc.get("topic_path", ""), blocked):
+            removed["topic"] += 1
+        elif surface == "place" and rules.open_now_only and not open_at(doc, minute):
+            removed["closed"] += 1
+        else:
+            kept.append(item_id)
+    return kept, removed
+
+
+def _unit_vectors(docs: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
+    """Embeddings for diversity: content vectors when every item has one, else CF factors."""
+    for field_name in ("content_vector", "cf_vector"):
+        vectors = [d.get(field_name) for d in docs]
+        if all(vectors) and len({len(v) for v in vectors}) == 1:
+            matrix = np.asarray(vectors, dtype=np.float32)
+            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+            return matrix / np.where(norms == 0, 1, norms)
+    return None
+
+
+def select(ranked: Sequence[tuple[str, float]], items: Mapping[str, Mapping[str, Any]], limit: int,
+           rules: RuleSet) -> list[str]:
+    """Greedy MMR under caps: each step takes the allowed item maximising
+    λ·relevance − (1−λ)·(max cosine to the items already picked); relevance is the score min-max scaled."""
+    pool = list(ranked[: max(limit * 10, 200)])  # deep enough that caps still leave a full feed
+    if not pool:
+        return []
+    scores = np.array([s for _, s in pool], dtype=np.float64)
+    span = scores.max() - scores.min()
+    relevance = (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
+    vectors = _unit_vectors([items[i] for i, _ in pool])
+    similarity = vectors @ vectors.T if vectors is not None else np.zeros((len(pool), len(pool)))
+    topic_cap = max(1, math.floor(rules.max_topic_share * limit))
+    creators: dict[str, int] = {}
+    topics: dict[str, int] = {}
+    max_sim = np.full(len(pool), -np.inf)
+    available = np.ones(len(pool), dtype=bool)
+    picked: list[str] = []
+    while len(picked) < limit:
+        penalty = np.where(np.isfinite(max_sim), max_sim, 0.0)
+        value = rules.mmr_lambda * relevance - (1 - rules.mmr_lambda) * penalty
+        value[~available] = -np.inf
+        best = int(np.argmax(value))
+        if not np.isfinite(value[best]):
+            break
+        available[best] = False
+        doc = items[pool[best][0]]
+        creator, topic = doc.get("creator_id"), doc.get("topic_path", "")
+        if (creator and creators.get(creator, 0) >= rules.max_per_creator) or topics.get(topic, 0) >= topic_cap:
+            continue
+        picked.append(pool[best][0])
+        if creator:
+            creators[creator] = creators.get(creator, 0) + 1
+        topics[topic] = topics.get(topic, 0) + 1
+        max_sim = np.maximum(max_sim, similarity[best])
+    return picked

@@ -1,0 +1,70 @@
+"""The API against an unreachable OpenSearch: degraded feeds from the fallback file, 4xx for bad input, no 5xx."""
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+
+from hybridrec.config import load_settings
+from hybridrec.serving.app import create_app
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    (home / "models").mkdir()
+    (home / "models" / "popular-fallback.json").write_text(json.dumps(
+        {"run_id": "run-x", "place": {"all": ["p1", "p2", "p3"]}, "clip": {"all": ["c1", "c2"]}}))
+    settings = load_settings(environ={"HYBRIDREC__HOME": str(home), "HYBRIDREC__OPENSEARCH__PORT": "1",
+                                      "HYBRIDREC__KAFKA__PORT": "2", "HYBRIDREC__SERVING__API_KEYS": "[k1]",
+                                      "HYBRIDREC__SERVING__SEARCH_TIMEOUT_S": "0.5"})
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def test_feed_degrades_to_the_fallback_list_and_says_so(client):
+    response = client.get("/v1/feed/u1", params={"surface": "clip", "limit": 5})
+    body = response.json()
+    assert response.status_code == 200 and body["degraded"] is True
+    assert [i["item_id"] for i in body["items"]] == ["c1", "c2"] and body["run_id"] == "run-x"
+    assert 'hybridrec_feed_degraded_responses_total{reason=' in client.get("/metrics").text
+
+
+@pytest.mark.parametrize("params, status, words", [
+    ({"surface": "video"}, 422, "surface"),
+    ({"surface": "clip", "limit": 0}, 422, "limit"),
+    ({"surface": "clip", "lat": 91, "lon": 0}, 422, "lat"),
+    ({"surface": "clip", "lat": 10}, 422, "lat and lon"),
+    ({"surface": "clip", "colour": "red"}, 400, "colour"),
+])
+def test_bad_feed_input_is_a_4xx_that_names_the_problem(client, params, status, words):
+    response = client.get("/v1/feed/u1", params=params)
+    assert response.status_code == status and words in response.json()["error"]
+
+
+def test_writes_need_a_key_and_reject_unknown_fields(client):
+    event = {"event_id": "e1", "user_id": "u1", "surface": "clip", "event_type": "click", "ts": "2026-11-24T00:00:00Z"}
+    assert client.post("/v1/events", json={"events": [event]}).status_code == 401
+    bad = client.post("/v1/events", json={"events": [{**event, "colour": 1}]}, headers={"X-API-Key": "k1"})
+    assert bad.status_code == 422 and "colour" in bad.json()["error"]
+    naive = client.post("/v1/events", json={"events": [{**event, "ts": "2026-11-24T00:00:00"}]},
+                        headers={"X-API-Key": "k1"})
+    assert naive.status_code == 422 and "time zone" in naive.json()["error"]
+    assert client.post("/v1/events", json={"events": [event]}, headers={"X-API-Key": "k1"}).status_code == 503
+
+
+def test_readiness_reports_what_is_missing(client):
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.json()["checks"]["opensearch"] is False
+    assert client.get("/healthz").status_code == 200
+
+
+@hyp_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(user=st.text(st.characters(categories=["L", "N", "P", "S"], exclude_characters="/?#%\\"), max_size=20), surface=st.sampled_from(["place", "clip", "", "x"]),
+       limit=st.one_of(st.none(), st.integers(-5, 500), st.text(max_size=4)),
+       lat=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4)))
+def test_fuzzed_feed_requests_never_5xx(client, user, surface, limit, lat):
+    params = {k: v for k, v in {"surface": surface, "limit": limit, "lat": lat, "lon": 0}.items() if v is not None}
+    response = client.get(f"/v1/feed/{user}", params=params)
+    assert response.status_code < 500 or response.status_code == 503, response.text

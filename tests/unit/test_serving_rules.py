@@ -1,0 +1,93 @@
+"""Rules, reasons, experiments, rate limits and candidate scoring of the feed, without services."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from hybridrec.config import ExperimentVariant, ServingSettings
+from hybridrec.serving.auth import AccessDenied, Authorizer, TokenBuckets
+from hybridrec.serving.candidates import Candidates, covisit_scores
+from hybridrec.serving.experiments import assign
+from hybridrec.serving.reasons import reason
+from hybridrec.serving.rules import RuleSet, blocked_topics, hard_filters, open_at, select, topic_allowed
+from hybridrec.taxonomy import load_taxonomy
+
+TAXONOMY = load_taxonomy()
+
+
+def test_soccer_fan_gets_no_baseball_but_other_families_stay_open():
+    blocked = blocked_topics(TAXONOMY, {"sports": 1.0, "sports/soccer": 0.97, "sports/baseball": 0.03}, 0.1)
+    assert "sports/baseball" in blocked and "sports/soccer" not in blocked
+    assert not topic_allowed("sports/baseball", blocked)
+    assert topic_allowed("sports/soccer", blocked) and topic_allowed("food/japanese/ramen", blocked)
+
+
+def test_a_fan_of_both_siblings_keeps_both():
+    blocked = blocked_topics(TAXONOMY, {"sports/soccer": 0.5, "sports/baseball": 0.5}, 0.1)
+    assert topic_allowed("sports/baseball", blocked) and topic_allowed("sports/soccer", blocked)
+
+
+def test_opening_hours_past_midnight():
+    late = {"open_minute": 18 * 60, "close_minute": 26 * 60}
+    assert open_at(late, 1 * 60) and open_at(late, 20 * 60) and not open_at(late, 12 * 60)
+    assert open_at({}, 3 * 60)  # unknown hours never hide a place
+
+
+def _rules(**overrides) -> RuleSet:
+    return RuleSet.from_settings(ServingSettings(**overrides))
+
+
+def test_select_respects_creator_and_topic_caps():
+    items = {f"c{i}": {"creator_id": "same" if i < 5 else f"cr{i}", "topic_path": "a" if i < 8 else f"t{i}",
+                       "cf_vector": [1.0, float(i)]} for i in range(20)}
+    ranked = [(f"c{i}", 1.0 - i / 100) for i in range(20)]
+    picked = select(ranked, items, 10, _rules(max_per_creator=2, max_topic_share=0.5))
+    assert sum(items[i]["creator_id"] == "same" for i in picked) <= 2
+    assert sum(items[i]["topic_path"] == "a" for i in picked) <= 5
+    assert len(picked) == 10 and len(set(picked)) == 10
+
+
+def test_hard_filters_count_what_they_remove():
+    items = {"x": {"topic_path": "sports/baseball"}, "y": {"topic_path": "sports/soccer"}}
+    kept, removed = hard_filters(items, "clip", _rules(), {"sports/baseball"}, datetime.now(timezone.utc))
+    assert kept == ["y"] and removed["topic"] == 1
+
+
+def test_reason_names_the_users_interests_then_falls_back_to_the_source():
+    doc = {"tags": ["food/japanese/ramen", "food/japanese"], "topic_path": "food/japanese/ramen"}
+    liked = reason(doc, ["als"], "place", {"food/japanese/ramen": 0.6}, {}, TAXONOMY)
+    assert liked.startswith("because you liked places with 'ramen")
+    assert reason(doc, ["geo"], "place", {}, {}, TAXONOMY) == "popular near you"
+    assert "searched" in reason(doc, ["keyword"], "clip", {}, {"food/japanese/ramen": 1.0}, TAXONOMY)
+
+
+def test_variant_assignment_is_deterministic_and_follows_weights():
+    variants = [ExperimentVariant(name="a", weight=3), ExperimentVariant(name="b", weight=1)]
+    first = [assign("exp", variants, f"u{i}").name for i in range(4000)]
+    assert first == [assign("exp", variants, f"u{i}").name for i in range(4000)]
+    assert 0.70 < first.count("a") / len(first) < 0.80
+
+
+def test_token_bucket_and_keys():
+    now = [0.0]
+    buckets = TokenBuckets(rate=1, burst=2, clock=lambda: now[0])
+    assert buckets.take("k") == 0 and buckets.take("k") == 0 and buckets.take("k") > 0
+    now[0] += 1.0
+    assert buckets.take("k") == 0
+    auth = Authorizer(ServingSettings(api_keys=["secret"]))
+    auth.check(None, "1.2.3.4", write=False)
+    with pytest.raises(AccessDenied) as missing:
+        auth.check(None, "1.2.3.4", write=True)
+    assert missing.value.status == 401
+    auth.check("secret", "1.2.3.4", write=True)
+
+
+def test_covisit_sums_neighbour_scores_of_engaged_items_and_ranks_by_score():
+    seeds = [{"covisit": [{"item_id": "a", "score": 0.5}, {"item_id": "b", "score": 0.2}]},
+             {"covisit": [{"item_id": "b", "score": 0.4}, {"item_id": "seen", "score": 0.9}]}]
+    assert covisit_scores(seeds, frozenset({"seen"}), 10) == pytest.approx({"b": 0.6, "a": 0.5})
+    candidates = Candidates()
+    candidates.add("covisit", [("a", 0.5, {}), ("b", 0.6, {})])
+    frame = candidates.frame("u")
+    assert frame.set_index("item_id")["covisit_rank"].to_dict() == {"a": 2.0, "b": 1.0}
+    assert frame["als_score"].isna().all()
