@@ -13,7 +13,7 @@ from hybridrec.batch.synthetic import summarize_world
 from hybridrec.batch.world import write_world
 from hybridrec.benchmarks import write_result
 from hybridrec.config import Settings
-from hybridrec.contract import ALL_TABLES, EVENTS, TableSpec
+from hybridrec.contract import ALL_TABLES, EVENTS, INTERACTIONS, TableSpec
 from hybridrec.lake import Lake
 from hybridrec.pipeline import Step, run_steps
 from hybridrec.runinfo import new_run
@@ -131,4 +131,23 @@ def quickstart_job(settings: Settings) -> dict[str, Any]:
         print(f"  {name:<20} ndcg {metrics[f'ndcg@{settings.retrain.eval_k}']:.4f}  "
               f"recall {metrics[f'recall@{settings.retrain.eval_k}']:.4f}")
     print("\nstep timings (s):", context["timings"])
+    show_sample_feeds(settings)
     return context
+
+
+def sample_user(settings: Settings) -> str:
+    """An active user of both surfaces, so the printed feeds show personalisation on each."""
+    interactions = Lake(settings).scan(INTERACTIONS, columns=("user_id", "surface", "confidence")).to_pandas()
+    positive = interactions[interactions["confidence"] > 0]
+    per_surface = positive.groupby(["user_id", "surface"]).size().unstack(fill_value=0)
+    return str(per_surface.min(axis=1).idxmax())
+
+
+def show_sample_feeds(settings: Settings, limit: int = 10) -> None:
+    """Print a real feed for a sample user on both surfaces, through the serving pipeline."""
+    from hybridrec.serving.commands import print_feed
+
+    user_id = sample_user(settings)
+    for surface in ("place", "clip"):
+        print()
+        print_feed(settings, user_id, surface, limit, print)
