@@ -175,6 +175,23 @@ def bench_extraction(ctx: click.Context) -> None:
     click.echo(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=2, ensure_ascii=False))
 
 
+@bench.command("gowalla", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def bench_gowalla(ctx: click.Context, args: tuple[str, ...]) -> None:
+    """CF models on Gowalla with the LightGCN protocol (all-ranking Recall@20/NDCG@20).
+
+    Flags pass through: --models bspm als, --split validation, --set bspm.ideal_rank=576.
+    """
+    import runpy
+
+    from hybridrec.config import PROJECT_ROOT
+
+    benchmark = runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "gowalla.py"))
+    data_dir = ["--data-dir", _settings(ctx).gowalla.path] if "--data-dir" not in args else []
+    sys.exit(benchmark["main"]([*data_dir, *args]))
+
+
 @cli.group()
 def batch() -> None:
     """Spark batch jobs over the lake."""
