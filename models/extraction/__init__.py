@@ -1,0 +1,84 @@
+"""Keywords and tags from reviews and clips, intent and tags of search queries, behind one small interface.
+
+``make_extractor(settings)`` / ``make_query_tagger(settings)`` build the configured backend
+(``extraction.backend``: ``offline`` default, ``http`` for an OpenAI-compatible endpoint,
+``transformers`` for a local model); switching is a config change, never a code change. Whatever
+the backend, outputs pass :mod:`.schema` validation or are rejected with a counted reason.
+
+Modules: ``untrusted`` (cleaning and delimiting user text), ``schema`` (validation), ``candidates``
+(phrases and MMR), ``offline`` (the default backend), ``llm`` (generative backends).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from hybridrec.config import Settings
+from hybridrec.models.extraction.schema import AnswerDoc, Keyword, KeywordSet, Outcome, QueryTags
+from hybridrec.models.text import load_embedder
+from hybridrec.taxonomy import load_taxonomy
+
+__all__ = ["AnswerDoc", "Keyword", "KeywordExtractor", "KeywordSet", "Outcome", "QueryTagger", "QueryTags",
+           "RejectedOutput", "make_backends", "make_extractor", "make_query_tagger"]
+
+
+class RejectedOutput(ValueError):
+    def __init__(self, backend: str, reason: str):
+        super().__init__(f"{backend} output rejected: {reason}")
+        self.reason = reason
+
+
+class KeywordExtractor(Protocol):
+    backend: str
+
+    def extract(self, texts: Sequence[str]) -> list[Outcome[KeywordSet]]:
+        """One outcome per text, in order: validated keywords, or the reason they were rejected."""
+
+
+class _TagsMany(Protocol):
+    backend: str
+
+    def tag_many(self, queries: Sequence[tuple[str, Sequence[AnswerDoc]]]) -> list[Outcome[QueryTags]]: ...
+
+
+class QueryTagger:
+    """Intent and interest tags of a search query, read together with the documents that answered it."""
+
+    def __init__(self, impl: _TagsMany):
+        self._impl = impl
+        self.backend = impl.backend
+
+    def tag(self, query_text: str, answer_docs: Sequence[AnswerDoc | str] = ()) -> QueryTags:
+        """Raises :class:`RejectedOutput` when the backend's answer fails validation twice."""
+        (outcome,) = self.tag_many([(query_text, answer_docs)])
+        if outcome.value is None:
+            raise RejectedOutput(self.backend, outcome.reason or "rejected")
+        return outcome.value
+
+    def tag_many(self, queries: Sequence[tuple[str, Sequence[AnswerDoc | str]]]) -> list[Outcome[QueryTags]]:
+        normalised = [(text, [AnswerDoc(d) if isinstance(d, str) else d for d in docs]) for text, docs in queries]
+        return self._impl.tag_many(normalised)
+
+
+def make_backends(settings: Settings, threads: int | None = None) -> tuple[KeywordExtractor, QueryTagger]:
+    """The configured backend as a keyword extractor and a query tagger sharing one model."""
+    cfg, taxonomy = settings.extraction, load_taxonomy()
+    if cfg.backend == "offline":
+        from hybridrec.models.extraction.offline import OfflineKeywordExtractor, OfflineQueryTagger, TaxonomyMatcher
+
+        matcher = TaxonomyMatcher(taxonomy, load_embedder(cfg.ranking_embedder, threads), cfg.tag_similarity)
+        return OfflineKeywordExtractor(cfg, matcher), QueryTagger(OfflineQueryTagger(cfg, matcher))
+    from hybridrec.models.extraction.llm import GenerativeExtractor, HttpChatModel, TransformersChatModel
+
+    model = HttpChatModel(cfg.http) if cfg.backend == "http" else TransformersChatModel(cfg.generative)
+    generative = GenerativeExtractor(cfg, taxonomy, model, cfg.backend)
+    return generative, QueryTagger(generative)
+
+
+def make_extractor(settings: Settings, threads: int | None = None) -> KeywordExtractor:
+    return make_backends(settings, threads)[0]
+
+
+def make_query_tagger(settings: Settings, threads: int | None = None) -> QueryTagger:
+    return make_backends(settings, threads)[1]

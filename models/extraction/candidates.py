@@ -1,0 +1,172 @@
+"""Candidate keyword phrases of a text, and MMR to pick a relevant yet diverse few of them.
+
+Candidates are always substrings of the text, so they are grounded by construction:
+
+* taxonomy surface forms found in the text (:class:`Gazetteer`), longest first, at word starts, so
+  Korean particles may follow ("국밥이") but "국밥" is not found inside "순대국밥";
+* Korean noun phrases and adjective + noun phrases from Kiwi's morphological analysis;
+* English word n-grams (1-3) between stop words and punctuation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from hybridrec.taxonomy import Tag, Taxonomy
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_WORDLIKE = re.compile(r"[\uac00-\ud7a3a-z0-9]")
+_EN_WORD = re.compile(r"[a-z][a-z'’\-]*[a-z]|[a-z]")
+_EN_BREAK = re.compile(r"[^a-z'’\-\s]+")
+MAX_CANDIDATES = 64
+
+EN_STOPWORDS = frozenset("""
+a about above after again against all also always am an and any are as at back be because been before being
+below best better between both but by came can cannot come could definitely did do does doing done down during
+each even ever every few first for from get go going got great good had has have having he her here hers
+him his how i if in into is it its itself just last like little lot lots loved made make many me more most
+much must my myself never next nice no nor not now of off ok okay on once one only or other our ours out over
+own perfect place pretty quite rather really said same say see she should so some still such sure than that
+the their them then there these they thing things this those though through time to too took two under until
+up us very want was way we well went were what when where which while who why will with would yet you your
+ordered order try tried say says told asked eat ate food's it's i'm i've we've they're don't didn't wasn't
+isn't can't won't would've you'll we'll i'll there's that's what's overall highly super bit right used past true
+via whatever soon anytime glad else around away enough maybe probably already almost instead another anyway
+since without within though although however usually often sometimes either neither etc lol wow yes yeah
+""".split())
+# Without a part-of-speech model for English, single words that read as adverbs or past verbs are skipped.
+_EN_NOT_A_NOUN = re.compile(r".{3,}(ly|ed)$")
+KO_STOP_NOUNS = frozenset("것 곳 수 때 등 거 점 정도 진짜 정말 너무 이번 다음 오늘 내일 생각 느낌 하나 사람 우리 저 제 뭐 좀 그냥 다시".split())
+_KO_NOUN = ("NNG", "NNP", "SL")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    text: str  # exactly as in the cleaned text, case-folded
+    tag: Tag | None = None  # set for taxonomy surface forms found verbatim
+
+
+class Gazetteer:
+    """Every ko/en surface form of the taxonomy, matched in one pass."""
+
+    def __init__(self, taxonomy: Taxonomy):
+        forms: dict[str, Tag] = {}
+        for tag in taxonomy.tags:
+            for form in (*tag.ko, *tag.en):
+                forms.setdefault(form.casefold(), tag)
+        self._tags = forms
+        alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
+        # Start of a word on the left; on the right a non-letter for Latin forms (no "parking" in
+        # "parkings" is fine either way), anything for Hangul (particles attach to nouns).
+        self._pattern = re.compile(rf"(?<![\w])({alternatives})(?=[^a-z]|$)")
+
+    def find(self, folded_text: str) -> list[Candidate]:
+        found = {}
+        for match in self._pattern.finditer(folded_text):
+            form = match.group(1)
+            found.setdefault(form, Candidate(form, self._tags[form]))
+        return list(found.values())
+
+    def tag_of(self, phrase: str) -> Tag | None:
+        return self._tags.get(phrase.casefold())
+
+
+@cache
+def _kiwi():
+    from kiwipiepy import Kiwi
+
+    return Kiwi(num_workers=1)
+
+
+def korean_phrases(text: str) -> list[str]:
+    """Noun runs ("순대 국밥", "무료 와이파이") and adjective + noun ("아늑한 분위기"), as written."""
+    phrases: list[str] = []
+    run_start = run_end = adjective_start = -1
+    previous: list = []  # the two tokens before the current one
+    for tok in _kiwi().tokenize(text):
+        if tok.tag in _KO_NOUN and not (tok.tag == "NNG" and tok.form in KO_STOP_NOUNS):
+            if run_start < 0:
+                run_start = tok.start if adjective_start < 0 else adjective_start
+            run_end = tok.start + tok.len
+        else:
+            if run_start >= 0:
+                phrases.append(text[run_start:run_end])
+            run_start = -1
+            adjective_start = _adjective_start(tok, previous)
+        previous = [*previous[-1:], tok]
+    if run_start >= 0:
+        phrases.append(text[run_start:run_end])
+    heads = [p.split()[-1] for p in phrases if " " in p]  # "아늑한 분위기" -> "분위기" as well
+    return [p for p in phrases + heads if len(p) >= 2 and _WORDLIKE.search(p)]  # not "ㅋㅋ" or "ㅠㅠ"
+
+
+def _adjective_start(tok, previous: list) -> int:
+    """Where an adnominal adjective ("조용한" = 조용/XR 하/XSA ㄴ/ETM, "좋은" = 좋/VA 은/ETM) began, or -1."""
+    if tok.tag != "ETM" or not previous:
+        return -1
+    if previous[-1].tag == "VA":
+        return previous[-1].start
+    if previous[-1].tag == "XSA" and len(previous) == 2 and previous[0].tag == "XR":
+        return previous[0].start
+    return -1
+
+
+def english_phrases(text: str, max_words: int = 3) -> list[str]:
+    """Word n-grams inside runs of content words (stop words and punctuation break a run)."""
+    phrases = []
+    for segment in _EN_BREAK.split(text):
+        run: list[str] = []
+        for word in [*_EN_WORD.findall(segment), ""]:
+            if word and word not in EN_STOPWORDS and len(word) > 1:
+                run.append(word)
+                continue
+            phrases.extend(w for w in run if not _EN_NOT_A_NOUN.match(w))
+            for n in range(2, min(max_words, len(run)) + 1):
+                phrases.extend(" ".join(run[i:i + n]) for i in range(len(run) - n + 1))
+            run = []
+    return phrases
+
+
+def candidates(folded_text: str, gazetteer: Gazetteer) -> list[Candidate]:
+    """Taxonomy forms first, then other phrases by how often they occur (ties: first seen)."""
+    found = gazetteer.find(folded_text)
+    known = {c.text for c in found}
+    phrases = korean_phrases(folded_text) if HANGUL.search(folded_text) else []
+    phrases += english_phrases(folded_text)
+    counts: dict[str, int] = {}
+    for phrase in phrases:
+        if phrase not in known and phrase in folded_text and not _only_inside(phrase, found, folded_text):
+            counts[phrase] = counts.get(phrase, 0) + 1
+    ranked = sorted(counts, key=lambda p: -counts[p])
+    return found + [Candidate(p) for p in ranked[: MAX_CANDIDATES - len(found)]]
+
+
+def _only_inside(phrase: str, forms: list[Candidate], folded_text: str) -> bool:
+    """True when every occurrence of ``phrase`` is part of a surface form found in the text ("모임" of
+    "가족 모임", "파스타" of "라구 파스타"): it is that mention again, not a mention of its own."""
+    inside = sum(folded_text.count(f.text) * f.text.count(phrase) for f in forms if phrase in f.text)
+    return inside >= folded_text.count(phrase)
+
+
+def mmr(doc: np.ndarray, phrases: np.ndarray, k: int, diversity: float, anchored: Iterable[int] = ()) -> list[int]:
+    """Maximal marginal relevance: indices of up to ``k`` rows, ``anchored`` ones first.
+
+    Each next pick maximises ``(1 - diversity) * sim(doc) - diversity * max sim(already picked)``,
+    so a second phrasing of the same thing loses to a phrase about something else.
+    """
+    relevance = phrases @ doc
+    picked = sorted(anchored, key=lambda i: -relevance[i])[:k]
+    remaining = [i for i in range(len(phrases)) if i not in set(picked)]
+    while remaining and len(picked) < k:
+        if picked:
+            redundancy = (phrases[remaining] @ phrases[picked].T).max(axis=1)
+        else:
+            redundancy = np.zeros(len(remaining))
+        scores = (1 - diversity) * relevance[remaining] - diversity * redundancy
+        picked.append(remaining.pop(int(np.argmax(scores))))
+    return picked

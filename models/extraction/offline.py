@@ -1,0 +1,205 @@
+"""The offline default: no generative model, only the taxonomy, a morphological analyser and embeddings.
+
+Keywords: candidate phrases (:mod:`.candidates`) ranked by similarity to the document with MMR for
+diversity; taxonomy surface forms found verbatim are always kept. A keyword maps onto a tag when it
+is a surface form, or, for English phrases and topic or dish tags, when its centred embedding is
+within ``tag_similarity`` of one ("cocktails" reaches ``food/bar/cocktail``).
+
+Query intent reads the query and the documents that answer it: utility cues (visa, weather, 환율 ...)
+make a utility query even when a destination is named ("Bolivia visa"); tags come from the query's
+own words, made specific by what the answering documents agree on (an "Argentina" query whose
+results are Iguazu Falls travel clips is about travel, not Argentine politics).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from hybridrec.config import ExtractionSettings
+from hybridrec.contract import QueryIntent
+from hybridrec.models.extraction.candidates import HANGUL, Candidate, Gazetteer, candidates, mmr
+from hybridrec.models.extraction.schema import (
+    InvalidOutput, Keyword, KeywordSet, Limits, Outcome, QueryTags, validate_keywords, validate_query,
+)
+from hybridrec.models.extraction.untrusted import prepare
+from hybridrec.models.text import Embedder
+from hybridrec.taxonomy import Tag, Taxonomy
+
+# Things people look up rather than want a feed about. Latin cues match whole words, Hangul cues anywhere.
+UTILITY_CUES = (
+    "visa", "visas", "exchange rate", "currency", "converter", "weather", "forecast", "temperature", "embassy",
+    "consulate", "time zone", "time difference", "delivery tracking", "track package", "tracking number",
+    "password", "subway map", "bus schedule", "train schedule", "timetable", "usd", "krw", "eur", "jpy",
+    "translate", "calculator", "customer service", "passport", "air quality", "fine dust", "tax refund",
+    "비자", "환율", "날씨", "기온", "일기예보", "대사관", "영사관", "시차", "택배", "배송 조회", "송장", "비밀번호",
+    "노선도", "시간표", "미세먼지", "번역", "계산기", "여권", "고객센터", "전화번호", "환불",
+)
+# Wanting to reach a site or an app: a strong cue wins over tags ("youtube login"), a site name alone does not
+# ("youtube cooking" is about cooking).
+NAVIGATION_STRONG_CUES = ("login", "log in", "sign in", "homepage", "official site", "www", ".com", "로그인",
+                          "홈페이지", "바로가기", "공식 사이트")
+SITE_NAMES = ("naver", "daum", "kakao", "kakaomap", "kakaotalk", "youtube", "gmail", "google", "google maps",
+              "instagram", "facebook", "twitter", "netflix", "coupang", "amazon", "baemin", "yogiyo", "네이버",
+              "다음", "카카오", "카카오맵", "카카오톡", "유튜브", "지메일", "구글", "인스타그램", "페이스북", "넷플릭스",
+              "쿠팡", "배민", "요기요", "네이버 메일")
+
+
+def _cue_pattern(cues: Sequence[str]) -> re.Pattern[str]:
+    latin = [re.escape(c) for c in cues if c.isascii()]
+    hangul = [re.escape(c) for c in cues if not c.isascii()]
+    parts = [rf"(?<![a-z0-9])(?:{'|'.join(latin)})(?![a-z0-9])"] if latin else []
+    return re.compile("|".join(parts + hangul))
+
+
+_UTILITY = _cue_pattern(UTILITY_CUES)
+_NAVIGATION_STRONG = _cue_pattern(NAVIGATION_STRONG_CUES)
+_SITE = re.compile(rf"^(?:{'|'.join(re.escape(s) for s in sorted(SITE_NAMES, key=len, reverse=True))})(?:\s|$)")
+
+
+def most_specific(tags: Sequence[str]) -> list[str]:
+    """Drop a tag when a descendant of it is also present ("여행 아르헨티나": travel/south-america, not travel)."""
+    return [t for t in dict.fromkeys(tags) if not any(o.startswith(t + "/") for o in tags)]
+
+
+class TaxonomyMatcher:
+    """Surface forms found verbatim; else, for topics and dishes only, the nearest form by embedding.
+
+    Place aspects (mood, price, service ...) are adjectives whose neighbours in embedding space are
+    their own template words ("분위기" next to "분위기 있는"), so they are matched verbatim only. So
+    is Korean: its syllables are the pieces, and the piece vectors of a two-syllable word ("꿀잼")
+    are too coarse to place it safely; Korean forms are matched with any particle attached instead.
+    """
+
+    SOFT_ASPECTS = ("topic", "menu")
+
+    def __init__(self, taxonomy: Taxonomy, embedder: Embedder, threshold: float):
+        self.taxonomy = taxonomy
+        self.gazetteer = Gazetteer(taxonomy)
+        self.embedder = embedder
+        self.threshold = threshold
+        forms = [(form, tag) for tag in taxonomy.tags for form in (*tag.ko, *tag.en)]
+        vectors = embedder.encode([form for form, _ in forms])
+        # Cosines are read relative to the mean of the taxonomy's phrases: what every phrase shares says nothing.
+        self._centre = vectors.mean(axis=0)
+        soft = [i for i, (_, tag) in enumerate(forms) if tag.aspect in self.SOFT_ASPECTS]
+        self._form_tags = [forms[i][1] for i in soft]
+        self._form_vectors = self.project(vectors[soft])
+
+    def project(self, vectors: np.ndarray) -> np.ndarray:
+        """Centred and re-normalised, so cosines spread over [-1, 1] instead of crowding near 0.5."""
+        centred = vectors - self._centre
+        norms = np.linalg.norm(centred, axis=-1, keepdims=True)
+        return np.divide(centred, norms, out=np.zeros_like(centred), where=norms > 0)
+
+    def tag_for(self, candidate: Candidate, vector: np.ndarray) -> Tag | None:
+        exact = candidate.tag or self.gazetteer.tag_of(candidate.text)
+        if exact is not None or self.gazetteer.find(candidate.text) or HANGUL.search(candidate.text):
+            return exact  # a phrase around a form ("sushi bar") leaves the tag to the form's own candidate
+        similarity = self._form_vectors @ vector
+        best = int(np.argmax(similarity))
+        return self._form_tags[best] if similarity[best] >= self.threshold else None
+
+
+class OfflineKeywordExtractor:
+    backend = "offline"
+
+    def __init__(self, cfg: ExtractionSettings, matcher: TaxonomyMatcher):
+        self.cfg = cfg
+        self.limits = Limits(cfg.max_keywords, cfg.max_keyword_chars)
+        self.matcher = matcher
+        self.embedder = matcher.embedder
+
+    def extract(self, texts: Sequence[str]) -> list[Outcome[KeywordSet]]:
+        prepared = [prepare(t, self.cfg.max_input_chars) for t in texts]
+        folded = [p.text.casefold() for p in prepared]
+        found = [[c for c in candidates(f, self.matcher.gazetteer) if len(c.text) <= self.cfg.max_keyword_chars]
+                 for f in folded]
+        vectors = self.matcher.project(self.embedder.encode(folded + [c.text for cs in found for c in cs]))
+        doc_vectors, offset = vectors[: len(texts)], len(texts)
+        outcomes = []
+        for source, cands, doc_vector in zip(prepared, found, doc_vectors):
+            phrase_vectors = vectors[offset: offset + len(cands)]
+            offset += len(cands)
+            proposal = self._keywords(cands, doc_vector, phrase_vectors)
+            try:
+                outcomes.append(Outcome(validate_keywords({"keywords": proposal}, source.text, self.matcher.taxonomy,
+                                                          self.limits)))
+            except InvalidOutput as err:
+                outcomes.append(Outcome(None, err.reason))
+        return outcomes
+
+    def _keywords(self, cands: list[Candidate], doc: np.ndarray, phrases: np.ndarray) -> list[dict]:
+        if not cands:
+            return []
+        anchored = [i for i, c in enumerate(cands) if c.tag is not None]
+        picked = mmr(doc, phrases, self.cfg.max_keywords, self.cfg.mmr_diversity, anchored)
+        keywords = []
+        for i in picked:
+            tag = self.matcher.tag_for(cands[i], phrases[i])
+            weight = float(np.clip((1.0 + phrases[i] @ doc) / 2, 0.0, 1.0))  # centred cosine onto [0, 1]
+            keywords.append(Keyword(text=cands[i].text, weight=weight, tag=tag.path if tag else None,
+                                    aspect=tag.aspect if tag else None).model_dump())
+        return keywords
+
+
+class OfflineQueryTagger:
+    backend = "offline"
+
+    def __init__(self, cfg: ExtractionSettings, matcher: TaxonomyMatcher):
+        self.cfg = cfg
+        self.limits = Limits(cfg.max_keywords, cfg.max_keyword_chars)
+        self.matcher = matcher
+        embedder = self.embedder = matcher.embedder
+        self._utility_vectors = matcher.project(embedder.encode(list(UTILITY_CUES)))
+        self._navigation_vectors = matcher.project(embedder.encode(list(NAVIGATION_STRONG_CUES + SITE_NAMES)))
+
+    def tag_many(self, queries: Sequence[tuple[str, Sequence]]) -> list[Outcome[QueryTags]]:
+        outcomes = []
+        for text, answer_docs in queries:
+            query = prepare(text, self.cfg.max_input_chars).text
+            try:
+                outcomes.append(Outcome(validate_query(self._label(query.casefold(), answer_docs), query,
+                                                       self.matcher.taxonomy, self.limits)))
+            except InvalidOutput as err:
+                outcomes.append(Outcome(None, err.reason))
+        return outcomes
+
+    def _label(self, query: str, answer_docs: Sequence) -> dict:
+        utility = _UTILITY.search(query)
+        if utility:
+            return {"intent": QueryIntent.UTILITY.value, "keywords": [utility.group(0)], "confidence": 0.95}
+        navigation = _NAVIGATION_STRONG.search(query)
+        if navigation:
+            return {"intent": QueryIntent.NAVIGATIONAL.value, "keywords": [navigation.group(0)], "confidence": 0.9}
+        cands = candidates(query, self.matcher.gazetteer)[: self.cfg.max_keywords]
+        vectors = self.matcher.project(self.embedder.encode([c.text for c in cands])) if cands else []
+        tags = [t.path for c, v in zip(cands, vectors) if (t := self.matcher.tag_for(c, v)) is not None]
+        tags, confidence = self._with_answer_docs(most_specific(tags), answer_docs)
+        keywords = [c.text for c in cands]
+        if tags:
+            return {"intent": QueryIntent.INTEREST.value, "tags": tags, "keywords": keywords, "confidence": confidence}
+        if _SITE.search(query):
+            return {"intent": QueryIntent.NAVIGATIONAL.value, "keywords": keywords, "confidence": 0.8}
+        return self._nearest_cue(query, keywords)
+
+    def _with_answer_docs(self, tags: list[str], answer_docs: Sequence) -> tuple[list[str], float]:
+        """Specialise the query's tags by the tags most answering documents share, or borrow those."""
+        doc_tag_sets = [set(most_specific(list(doc.tags))) for doc in answer_docs[: self.cfg.answer_docs] if doc.tags]
+        counts = Counter(tag for tags_of_doc in doc_tag_sets for tag in tags_of_doc)
+        agreed = [tag for tag, n in counts.most_common() if n * 2 >= len(doc_tag_sets)]
+        if not tags:
+            return agreed[:2], 0.6
+        specialised = [next((d for d in agreed if d.startswith(t + "/")), t) for t in tags]
+        return most_specific(specialised), 0.9
+
+    def _nearest_cue(self, query: str, keywords: list[str]) -> dict:
+        """Neither cue nor tag: utility or navigational, whichever cue list the query is closer to."""
+        vector = self.matcher.project(self.embedder.encode([query]))[0]
+        utility = float((self._utility_vectors @ vector).max())
+        navigation = float((self._navigation_vectors @ vector).max())
+        intent = QueryIntent.UTILITY if utility >= navigation else QueryIntent.NAVIGATIONAL
+        return {"intent": intent.value, "keywords": keywords, "confidence": round(max(utility, navigation, 0.0) / 2, 4)}
