@@ -1,0 +1,126 @@
+"""What a search query says about the user: its intent and the interest tags it names.
+
+The user context keeps tags only from interest queries: someone who looks up the exchange rate for
+Peru is not (necessarily) interested in travelling to South America. The keyword-extraction stage
+provides the learned tagger; :class:`RuleQueryTagger`, fast enough for any stream rate, grounds
+taxonomy surface forms and spots utility keywords. Both sit behind :class:`QueryTagger`;
+``streaming.query_tagger`` picks one (:func:`make_query_tagger`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+from typing import NamedTuple, Protocol
+
+from hybridrec.config import Settings
+from hybridrec.contract import QueryIntent
+from hybridrec.taxonomy import LANGUAGES, Taxonomy, load_taxonomy
+
+
+log = logging.getLogger(__name__)
+
+
+class QueryTags(NamedTuple):
+    intent: QueryIntent
+    tags: tuple[str, ...]  # taxonomy paths; empty unless the intent is interest
+
+
+class QueryTagger(Protocol):
+    def tag(self, text: str) -> QueryTags: ...
+
+
+UTILITY_KEYWORDS = (
+    "visa", "비자", "exchange rate", "환율", "usd to krw", "weather", "날씨", "미세먼지", "embassy", "대사관",
+    "time zone", "시차", "delivery tracking", "택배 조회", "택배조회", "배송조회", "배송 조회",
+    "password reset", "비밀번호", "login", "로그인", "subway map", "지하철 노선도",
+)
+"""Phrases that make a query a task rather than an interest, even when it names a destination."""
+
+MAX_FORM_WORDS = 4
+MIN_PREFIX_CHARS = 2
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_WORD = re.compile(r"[^\s,.!?#\"'()]+")
+
+
+class RuleQueryTagger:
+    """Utility keywords first; otherwise the taxonomy's surface forms, longest phrase first, in either
+    language. A Korean word with a particle attached ("국밥이") grounds through its longest known
+    prefix. No tag and no utility keyword means navigational (a brand or a site name)."""
+
+    def __init__(self, taxonomy: Taxonomy | None = None, utility_keywords: tuple[str, ...] = UTILITY_KEYWORDS):
+        self.taxonomy = taxonomy or load_taxonomy()
+        self.utility_keywords = tuple(k.casefold() for k in utility_keywords)
+
+    def tag(self, text: str) -> QueryTags:
+        folded = text.casefold()
+        if any(keyword in folded for keyword in self.utility_keywords):
+            return QueryTags(QueryIntent.UTILITY, ())
+        tags = self._ground(_WORD.findall(folded))
+        return QueryTags(QueryIntent.INTEREST, tags) if tags else QueryTags(QueryIntent.NAVIGATIONAL, ())
+
+    def _lookup(self, form: str) -> str | None:
+        for language in LANGUAGES:
+            tag = self.taxonomy.lookup(form, language)
+            if tag is not None:
+                return tag.path
+        return None
+
+    def _ground(self, words: list[str]) -> tuple[str, ...]:
+        found: list[str] = []
+        i = 0
+        while i < len(words):
+            for n in range(min(MAX_FORM_WORDS, len(words) - i), 0, -1):
+                path = self._lookup(" ".join(words[i:i + n]))
+                if path is None and n == 1 and _HANGUL.search(words[i]):
+                    path = self._lookup_prefix(words[i])
+                if path is not None:
+                    if path not in found:
+                        found.append(path)
+                    i += n
+                    break
+            else:
+                i += 1
+        return tuple(found)
+
+    def _lookup_prefix(self, word: str) -> str | None:
+        for end in range(len(word) - 1, MIN_PREFIX_CHARS - 1, -1):
+            path = self._lookup(word[:end])
+            if path is not None:
+                return path
+        return None
+
+
+class ExtractionQueryTagger:
+    """The keyword-extraction stage's tagger (``extraction.backend``) in this interface. A query whose
+    tagging is rejected by that stage's validation contributes no tags."""
+
+    def __init__(self, settings: Settings):
+        from hybridrec.models.extraction import make_query_tagger
+
+        self._tagger = make_query_tagger(settings)
+
+    def tag(self, text: str) -> QueryTags:
+        from hybridrec.models.extraction import RejectedOutput
+
+        try:
+            tagged = self._tagger.tag(text)
+        except RejectedOutput as rejected:
+            log.warning("query %r not tagged: %s", text[:80], rejected)
+            return QueryTags(QueryIntent.NAVIGATIONAL, ())
+        return QueryTags(QueryIntent(tagged.intent), tuple(tagged.tags))
+
+
+class CachedQueryTagger:
+    """Remembers the tags of recent query texts: popular queries repeat a lot."""
+
+    def __init__(self, inner: QueryTagger, size: int = 100_000):
+        self.tag = lru_cache(maxsize=size)(inner.tag)
+
+
+def make_query_tagger(settings: Settings) -> QueryTagger:
+    """``streaming.query_tagger``: ``rules`` (fast, the default) or ``extraction`` (the learned tagger:
+    better on free text, but ~20 ms per new query on a CPU, so only where queries are few or hardware ample)."""
+    inner = ExtractionQueryTagger(settings) if settings.streaming.query_tagger == "extraction" else RuleQueryTagger()
+    return CachedQueryTagger(inner)
