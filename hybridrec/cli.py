@@ -239,7 +239,8 @@ def stream_replay(ctx: click.Context, events_table: str, queries_table: str, no_
 
 @stream.command("sink")
 @click.option("--instance-id", default=None, help="Stable id of this member (static membership: fast restarts).")
-@click.option("--until-caught-up", is_flag=True, help="Exit once everything produced before start is in the lake.")
+@click.option("--until-caught-up", is_flag=True,
+              help="Exit once this member's partitions are in the lake up to where they ended at start.")
 @click.pass_context
 def stream_sink(ctx: click.Context, instance_id: str | None, until_caught_up: bool) -> None:
     """Write events and queries into Iceberg in micro-batches, exactly once (until SIGTERM)."""
@@ -250,7 +251,8 @@ def stream_sink(ctx: click.Context, instance_id: str | None, until_caught_up: bo
 
 @stream.command("context")
 @click.option("--instance-id", default=None, help="Stable id of this member (static membership: fast restarts).")
-@click.option("--until-caught-up", is_flag=True, help="Exit once everything produced before start is applied.")
+@click.option("--until-caught-up", is_flag=True,
+              help="Exit once this member's partitions are applied up to where they ended at start.")
 @click.pass_context
 def stream_context(ctx: click.Context, instance_id: str | None, until_caught_up: bool) -> None:
     """Keep every user's real-time context in OpenSearch up to date (until SIGTERM)."""
@@ -329,6 +331,21 @@ def bench_serving(ctx: click.Context, seconds: float, rates: str) -> None:
 
     benchmark = runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "serving.py"))
     _print_json(benchmark["run_benchmark"](_settings(ctx), [float(r) for r in rates.split(",")], seconds))
+
+
+@cli.command("experiments")
+@click.option("--days", type=int, default=None, help="Only the last N days of events (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def experiments(ctx: click.Context, days: int | None, as_json: bool) -> None:
+    """Engagement per feed-experiment variant and surface, each arm z-tested against the control."""
+    from hybridrec.batch.experiment_report import experiment_report, format_report
+
+    report = experiment_report(_settings(ctx), days)
+    if as_json:
+        _print_json(report)
+    else:
+        click.echo(format_report(report))
 
 
 @cli.command("config")

@@ -128,8 +128,9 @@ class StreamingSettings(_Section):
     search_tags_half_life_s: float = Field(86_400.0, gt=0)
     event_weights: dict[str, float] = Field(default_factory=lambda: {
         "click": 1.0, "dwell": 1.0, "like": 2.0, "save": 3.0, "share": 3.0, "visit": 4.0, "skip": -1.0})
-    item_vectors_index: str = "item-vectors"
-    item_vector_field: str = "vector"
+    query_tagger: Literal["rules", "extraction"] = "rules"
+    item_vectors_alias: str = "items-{surface}"
+    item_vector_field: str = "content_vector"
     replay_rate: float = Field(1000.0, gt=0)
     compaction_target_file_mb: int = Field(128, ge=1)
     compaction_min_input_files: int = Field(5, ge=2)
