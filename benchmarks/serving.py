@@ -76,14 +76,16 @@ def _summary(results: list[dict], seconds: float) -> dict:
 def run_benchmark(settings: Settings, rates: list[float], seconds: float) -> dict:
     port = settings.serving.port + 17  # beside a developer's own server
     url = f"http://127.0.0.1:{port}"
+    workers = settings.serving.workers
     env = {**os.environ, "HYBRIDREC__SERVING__PORT": str(port)}
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "hybridrec.serving.asgi:app", "--host", "127.0.0.1",
-                               "--port", str(port), "--log-level", "warning", "--no-access-log"], env=env, cwd=PROJECT_ROOT)
+                               "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+                               "--no-access-log"], env=env, cwd=PROJECT_ROOT)
     try:
         _wait_ready(url)
         users = [f"u{i:05d}" for i in range(0, settings.synthetic.n_users, max(1, settings.synthetic.n_users // 2000))]
-        for surface in ("place", "clip"):  # warm-up: models loaded, global lists fetched
-            for user in users[:20]:
+        for surface in ("place", "clip"):  # warm-up: every worker's models, shared lists and item cache loaded
+            for user in users[:100]:
                 httpx.get(f"{url}/v1/feed/{user}", params={"surface": surface}, timeout=30)
         load_before = os.getloadavg()[0]
         table = {}
@@ -98,7 +100,8 @@ def run_benchmark(settings: Settings, rates: list[float], seconds: float) -> dic
         server.wait(timeout=30)
     reference = table.get("100") or next(iter(table.values()))
     metrics = {"p50_ms": reference["p50_ms"], "p95_ms": reference["p95_ms"], "p99_ms": reference["p99_ms"],
-               "by_rate": table, "seconds_per_rate": seconds, "server": "uvicorn, 1 worker",
+               "by_rate": table, "seconds_per_rate": seconds,
+               "server": f"uvicorn, {workers} worker{'s' if workers > 1 else ''}",
                "load_average_at_start": round(load_before, 2),
                "contended": load_before > (os.cpu_count() or 1),
                "note": "machine shared with other engineers' jobs while measured" if load_before > (os.cpu_count() or 1) else ""}

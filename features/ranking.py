@@ -93,25 +93,30 @@ def feature_frame(candidates: pd.DataFrame, users: Mapping[str, UserProfile], it
     for the sources that proposed each item; missing sources are NaN). ``location`` overrides a user's
     home with where they are now (the request's lat/lon). Returns :data:`FEATURE_NAMES` columns in order.
     """
-    out = pd.DataFrame(index=candidates.index)
+    # Columns are gathered in a dict and framed once: assigning them one by one into a DataFrame
+    # costs more than computing them at serving's row counts.
+    out: dict[str, np.ndarray] = {}
     for source in SOURCES:
         for kind in ("score", "rank"):
             column = f"{source}_{kind}"
-            out[column] = candidates[column].astype(float) if column in candidates else np.nan
-    out["n_sources"] = out[[f"{s}_rank" for s in SOURCES]].notna().sum(axis=1).astype(float)
+            out[column] = (candidates[column].to_numpy(dtype=float) if column in candidates
+                           else np.full(len(candidates), np.nan))
+    out["n_sources"] = sum((~np.isnan(out[f"{s}_rank"])).astype(float) for s in SOURCES)
 
     user_ids, item_ids = candidates["user_id"].to_numpy(), candidates["item_id"].to_numpy()
     user_rows = [users.get(u) or UserProfile(u) for u in user_ids]
     item_rows = [items.get(i) or ItemProfile(i, "") for i in item_ids]
-    out["topic_affinity"] = [u.topic_affinity.get(i.topic_path, 0.0) for u, i in zip(user_rows, item_rows)]
-    out["parent_topic_affinity"] = [u.topic_affinity.get(topic_parent(i.topic_path), 0.0)
-                                    for u, i in zip(user_rows, item_rows)]
-    out["topic_skip_share"] = [u.topic_skips.get(i.topic_path, 0.0) for u, i in zip(user_rows, item_rows)]
-    out["tag_overlap"] = [sum(u.interest_tags.get(t, 0.0) for t in i.tags) for u, i in zip(user_rows, item_rows)]
-    out["content_similarity"] = [_cosine(u.content_vector, i.content_vector) for u, i in zip(user_rows, item_rows)]
-    out["item_popularity"] = np.log1p([i.popularity for i in item_rows])
-    out["item_trending"] = [i.trending for i in item_rows]
-    out["item_age_days"] = [(now - i.created_at).total_seconds() / 86400 if i.created_at else np.nan for i in item_rows]
+    pairs = list(zip(user_rows, item_rows))
+    out["topic_affinity"] = np.array([u.topic_affinity.get(i.topic_path, 0.0) for u, i in pairs], dtype=float)
+    out["parent_topic_affinity"] = np.array([u.topic_affinity.get(topic_parent(i.topic_path), 0.0) for u, i in pairs],
+                                            dtype=float)
+    out["topic_skip_share"] = np.array([u.topic_skips.get(i.topic_path, 0.0) for u, i in pairs], dtype=float)
+    out["tag_overlap"] = np.array([sum(u.interest_tags.get(t, 0.0) for t in i.tags) for u, i in pairs], dtype=float)
+    out["content_similarity"] = np.array([_cosine(u.content_vector, i.content_vector) for u, i in pairs], dtype=float)
+    out["item_popularity"] = np.log1p(np.array([i.popularity for i in item_rows], dtype=float))
+    out["item_trending"] = np.array([i.trending for i in item_rows], dtype=float)
+    out["item_age_days"] = np.array([(now - i.created_at).total_seconds() / 86400 if i.created_at else np.nan
+                                     for i in item_rows], dtype=float)
 
     here = [(location or {}).get(u.user_id, (u.lat, u.lon)) for u in user_rows]
     user_lat = np.array([np.nan if h[0] is None else h[0] for h in here], dtype=float)
@@ -119,6 +124,6 @@ def feature_frame(candidates: pd.DataFrame, users: Mapping[str, UserProfile], it
     item_lat = np.array([np.nan if i.lat is None else i.lat for i in item_rows], dtype=float)
     item_lon = np.array([np.nan if i.lon is None else i.lon for i in item_rows], dtype=float)
     out["distance_km"] = haversine_km(user_lat, user_lon, item_lat, item_lon)
-    out["user_activity"] = np.log1p([u.activity for u in user_rows])
-    out["user_items"] = [float(u.items) for u in user_rows]
-    return out[list(FEATURE_NAMES)]
+    out["user_activity"] = np.log1p(np.array([u.activity for u in user_rows], dtype=float))
+    out["user_items"] = np.array([float(u.items) for u in user_rows], dtype=float)
+    return pd.DataFrame({name: out[name] for name in FEATURE_NAMES}, index=candidates.index)

@@ -48,15 +48,16 @@ def _describe(error: dict) -> str:
     return f"{where}: {error.get('msg', 'invalid')}"
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The app with its own store, models, metrics and rate-limit state (nothing global)."""
+def create_app(settings: Settings, warm_item_cache: bool = True) -> FastAPI:
+    """The app with its own store, models, metrics and rate-limit state (nothing global).
+    ``warm_item_cache=False`` suits one-shot use (``hybridrec feed``), which would not profit from it."""
     cfg = settings.serving
     metrics = ServingMetrics()
     store = ServingStore(settings)
     rankers = RankerRegistry(settings, store)
     fallback = FallbackFeed(fallback_path(settings))
     taxonomy = load_taxonomy()
-    pipeline = FeedPipeline(settings, store, rankers, fallback, metrics, taxonomy)
+    pipeline = FeedPipeline(settings, store, rankers, fallback, metrics, taxonomy, warm_item_cache)
     similar = SimilarItems(store, taxonomy)
     writer = EventWriter(settings, pipeline.variant, metrics)
     authorizer = Authorizer(cfg)

@@ -1,21 +1,31 @@
-"""Candidate sources on OpenSearch, all in one ``_msearch`` round trip, scored exactly as batch scores them.
+"""Candidate sources, scored exactly as batch scores them, at as little OpenSearch work per request as possible.
 
 The ranker was trained on batch candidates (:mod:`hybridrec.batch.candidates`), so each source's
 score here is the same formula: ``als`` = user factors · item factors (k-NN finds the neighbours,
-the dot product is recomputed from the returned vectors), ``content`` = cosine of content vectors
+the dot product is recomputed from the item vectors), ``content`` = cosine of content vectors
 (Lucene reports (1 + cos) / 2) or, without vectors, topic affinity × (log1p(popularity) + 1e-3),
 ``popular`` = log1p(popularity), ``geo`` = (log1p(popularity) + 1) / (1 + distance / radius),
 ``graph`` = the precomputed BSPM list of the user document, ``covisit`` = the sum of the published
 neighbour scores of the user's engaged items. Two sources exist only online and have no ranker
 feature: ``keyword`` (BM25 on the user's interest tags) and ``trending``; they widen recall and the
 ranker judges their items by the profile features.
+
+Where the time goes decides the shape. Per request OpenSearch runs only what depends on the user —
+k-NN, BM25 and the geo ring — in one ``_msearch`` that returns ids and scores, no documents. What
+is the same for every user (popular, trending, the most popular items of each topic) is fetched
+once per refresh interval (:class:`GlobalLists`). Item documents come from :class:`ItemCache`: a
+published index never changes, so each document is read from OpenSearch once. Already seen or
+skipped items are dropped here rather than by a ``must_not ids`` filter, which would make Lucene
+filter every k-NN and BM25 query per request; queries ask for a few more hits instead.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,13 +33,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hybridrec.features.ranking import SOURCES, haversine_km
+from hybridrec.features.documents import item_profile_from_document
+from hybridrec.features.ranking import SOURCES, ItemProfile, haversine_km
 from hybridrec.serving.store import ServingStore
+
+log = logging.getLogger(__name__)
 
 ITEM_FIELDS = ["item_id", "topic_path", "tags", "popularity", "trending", "created_at", "location", "cf_vector",
                "content_vector", "title", "creator_id", "region", "open_minute", "close_minute", "keywords"]
+CACHED_FIELDS = [*ITEM_FIELDS, "covisit"]
+VECTOR_FIELDS = ("cf_vector", "content_vector")
 SERVING_ONLY_SOURCES = ("keyword", "trending")
 CONTENT_TOPIC_EPSILON = 1e-3  # batch ContentSource's weight floor for zero-popularity items
+ITEM_CACHE_SIZE = 200_000  # documents per worker, ~1 KB each with a 64-d vector: a whole catalogue of this size
+RRF_K = 60  # reciprocal-rank fusion constant
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,7 @@ class CandidateRequest:
 
     user_id: str
     surface: str
+    index: str                                      # the concrete items index of the served run
     depth: int
     exclude: frozenset[str]                         # seen, engaged and skipped items
     cf_vector: list[float] | None = None
@@ -48,15 +66,35 @@ class CandidateRequest:
     covisit_seeds: tuple[str, ...] = ()
     location: tuple[float, float] | None = None
     radius_km: float = 5.0
-    item_filter: tuple[dict[str, Any], ...] = ()    # business filters every query applies (e.g. regions)
+    item_filter: tuple[dict[str, Any], ...] = ()    # business filters every source applies (e.g. regions)
+
+    @property
+    def regions(self) -> set[str]:
+        """Regions the business filter allows (empty: all); applied locally to sources without a query."""
+        return {v for f in self.item_filter for v in f.get("terms", {}).get("region", ())}
+
+    def fetch_size(self, wanted: int) -> int:
+        """Hits to ask for so that ``wanted`` usually remain once excluded items are dropped locally:
+        up to twice the depth more for users who have seen a lot."""
+        return wanted + min(len(self.exclude), 2 * self.depth)
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks by descending value, ties in order of appearance, NaN for NaN (pandas' ``method="first"``)."""
+    ranks = np.full(len(values), np.nan)
+    present = np.flatnonzero(~np.isnan(values))
+    order = present[np.argsort(-values[present], kind="stable")]
+    ranks[order] = np.arange(1, len(order) + 1)
+    return ranks
 
 
 @dataclass
 class Candidates:
-    """Each source's scores and the documents of every proposed item."""
+    """Each source's scores and the documents (and ranker profiles) of every proposed item."""
 
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    profiles: dict[str, ItemProfile] = field(default_factory=dict)
 
     def add(self, source: str, hits: Iterable[tuple[str, float, dict[str, Any] | None]]) -> None:
         bucket = self.scores.setdefault(source, {})
@@ -72,38 +110,163 @@ class Candidates:
     def counts(self) -> dict[str, int]:
         return {source: len(scores) for source, scores in self.scores.items()}
 
+    def _values(self, source: str, ids: list[str]) -> np.ndarray:
+        scores = self.scores.get(source, {})
+        return np.array([scores.get(i, np.nan) for i in ids], dtype=float)
+
     def frame(self, user_id: str) -> pd.DataFrame:
         """One row per item with ``<source>_score``/``<source>_rank`` (1-based by score) for the ranker's sources."""
-        ids = [i for i in self.items]
-        frame = pd.DataFrame({"user_id": user_id, "item_id": ids})
+        ids = list(self.items)
+        columns: dict[str, Any] = {"user_id": user_id, "item_id": ids}
         for source in SOURCES:
-            scores = self.scores.get(source, {})
-            values = pd.Series([scores.get(i, np.nan) for i in ids], dtype=float)
-            frame[f"{source}_score"] = values
-            frame[f"{source}_rank"] = values.rank(ascending=False, method="first")
-        return frame
+            values = self._values(source, ids)
+            columns[f"{source}_score"], columns[f"{source}_rank"] = values, _ranks(values)
+        return pd.DataFrame(columns, index=pd.RangeIndex(len(ids)))
+
+    def fused(self, ids: list[str]) -> np.ndarray:
+        """Reciprocal-rank fusion over every source (serving-only ones too): Σ 1 / (RRF_K + rank)."""
+        total = np.zeros(len(ids))
+        for source in self.scores:
+            ranks = _ranks(self._values(source, ids))
+            total += np.where(np.isnan(ranks), 0.0, 1.0 / (RRF_K + np.nan_to_num(ranks)))
+        return total
+
+    def cap(self, size: int) -> None:
+        """Keep the ``size`` items the sources agree on most (fused rank): the ranker's cost grows with rows."""
+        if len(self.items) > size:
+            ids = list(self.items)
+            keep = {ids[i] for i in np.argsort(-self.fused(ids), kind="stable")[:size]}
+            self.restrict(keep)
 
     def restrict(self, keep: set[str]) -> None:
-        """Drop every item not in ``keep`` (excluded or without a document)."""
+        """Drop every item not in ``keep`` (excluded, filtered or without a document)."""
         self.items = {i: d for i, d in self.items.items() if i in keep}
         self.scores = {s: {i: v for i, v in b.items() if i in self.items} for s, b in self.scores.items()}
+        self.profiles = {i: p for i, p in self.profiles.items() if i in self.items}
 
 
-def _filters(request: CandidateRequest) -> list[dict[str, Any]]:
-    must_not = [{"ids": {"values": sorted(request.exclude)}}] if request.exclude else []
-    return [{"bool": {"filter": list(request.item_filter), "must_not": must_not}}]
+def _compact(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as cached: vectors as arrays (a fifth of the memory of float lists, and ready for numpy)."""
+    return {k: (np.asarray(v, dtype=np.float64) if k in VECTOR_FIELDS and v else v) for k, v in doc.items()}
 
 
-def _knn(field_name: str, vector: list[float], request: CandidateRequest) -> dict[str, Any]:
-    query = {"vector": vector, "k": request.depth, "filter": _filters(request)[0]}
-    return {"size": request.depth, "_source": ITEM_FIELDS, "query": {"knn": {field_name: query}}}
+class ItemCache:
+    """Published item documents by (index, id), least recently used out first.
+
+    A published index is never written again (a retrain publishes a new one), so its documents stay
+    valid for as long as they are cached; their ranker profiles are parsed once, on the way in."""
+
+    def __init__(self, store: ServingStore, max_items: int = ITEM_CACHE_SIZE):
+        self.store, self.max_items = store, max_items
+        self._entries: OrderedDict[tuple[str, str], tuple[dict[str, Any], ItemProfile]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._warmed: set[str] = set()
+
+    def warm_in_background(self, index: str) -> None:
+        """Read a newly served index into the cache once, beside the requests (which fetch what they miss
+        meanwhile), so a new run does not cost every request a cache-miss ``_mget`` until it is warm."""
+        with self._lock:
+            if index in self._warmed:
+                return
+            self._warmed.add(index)
+        threading.Thread(target=self._warm, args=(index,), name=f"warm-{index}", daemon=True).start()
+
+    def _warm(self, index: str) -> None:
+        start, count = time.perf_counter(), 0
+        try:
+            for batch in self.store.scan_items(index, CACHED_FIELDS, limit=self.max_items):
+                self._put(index, {d["_id"]: d["_source"] for d in batch})
+                count += len(batch)
+        except Exception as err:  # noqa: BLE001 - only a warm-up: requests fill the cache on their own
+            log.warning("item cache warm-up of %s stopped after %d items: %s", index, count, err)
+            return
+        log.info("item cache warmed with %d items of %s in %.1f s", count, index, time.perf_counter() - start)
+
+    def get(self, index: str, ids: Iterable[str]) -> dict[str, tuple[dict[str, Any], ItemProfile]]:
+        """Document and profile of each id the index has (one ``_mget`` for those not cached yet)."""
+        found: dict[str, tuple[dict[str, Any], ItemProfile]] = {}
+        missing = []
+        with self._lock:
+            for item_id in dict.fromkeys(ids):
+                entry = self._entries.get((index, item_id))
+                if entry is None:
+                    missing.append(item_id)
+                else:
+                    self._entries.move_to_end((index, item_id))
+                    found[item_id] = entry
+        if missing:
+            found.update(self._put(index, self.store.get_items(index, missing, CACHED_FIELDS)))
+        return found
+
+    def _put(self, index: str, docs: Mapping[str, dict[str, Any]]) -> dict[str, tuple[dict[str, Any], ItemProfile]]:
+        entries = {i: (_compact(d), item_profile_from_document(d)) for i, d in docs.items()}
+        with self._lock:
+            for item_id, entry in entries.items():
+                self._entries[(index, item_id)] = entry
+            while len(self._entries) > self.max_items:
+                self._entries.popitem(last=False)
+        return entries
 
 
-def _scripted(script: str, params: dict[str, Any], request: CandidateRequest,
-              extra_filter: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    base = {"bool": {"filter": _filters(request) + (extra_filter or [])}}
-    return {"size": request.depth, "_source": ITEM_FIELDS,
-            "query": {"script_score": {"query": base, "script": {"source": script, "params": params}}}}
+Ranked = list[tuple[str, float, str | None]]  # item id, score, region
+
+
+@dataclass(frozen=True)
+class Shared:
+    """The sources that are the same for every user of an index."""
+
+    popular: Ranked
+    trending: Ranked
+    by_topic: dict[str, Ranked]  # topic path → its most popular items, score = popularity
+
+
+class GlobalLists:
+    """Popular, trending and per-topic popular items of each served index, refreshed every ``ttl_s``
+    (one ``_msearch``); each request drops its own excluded items locally. ``size`` per list leaves
+    room for what a heavy user has already seen."""
+
+    MAX_TOPICS = 10_000  # more than the taxonomy has leaves: every topic gets its list
+    MAX_PER_TOPIC = 100  # OpenSearch's default index.max_inner_result_window
+
+    def __init__(self, store: ServingStore, ttl_s: float, size: int):
+        self.store, self.ttl_s, self.size = store, ttl_s, size
+        self._lists: dict[str, tuple[float, Shared]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, index: str) -> Shared:
+        fetched = self._lists.get(index)
+        if fetched is not None and time.monotonic() - fetched[0] < self.ttl_s:
+            return fetched[1]
+        with self._lock:  # one refresh; requests that queued behind it use its result
+            fetched = self._lists.get(index)
+            now = time.monotonic()
+            if fetched is None or now - fetched[0] >= self.ttl_s:
+                fetched = (now, self._fetch(index))
+                # lists of indices no longer served (an earlier run) stop being refreshed and go
+                self._lists = {k: v for k, v in self._lists.items() if now - v[0] < 10 * self.ttl_s}
+                self._lists[index] = fetched
+        return fetched[1]
+
+    def _fetch(self, index: str) -> Shared:
+        by_popularity = [{"popularity": {"order": "desc"}}]
+        trending_score = "doc['trending'].value * Math.log1p(doc['popularity'].value)"
+        per_topic = {"size": min(self.size, self.MAX_PER_TOPIC), "sort": by_popularity, "_source": ["region"]}
+        popular, trending, topics = self.store.msearch_responses(index, [
+            {"size": self.size, "_source": ["region"], "sort": by_popularity, "query": {"match_all": {}}},
+            {"size": self.size, "_source": ["region"],
+             "query": {"script_score": {"query": {"match_all": {}}, "script": {"source": trending_score}}}},
+            {"size": 0, "aggs": {"topics": {"terms": {"field": "topic_path", "size": self.MAX_TOPICS},
+                                            "aggs": {"top": {"top_hits": per_topic}}}}},
+        ])
+
+        def region(hit: dict[str, Any]) -> str | None:
+            return (hit.get("_source") or {}).get("region")
+
+        return Shared(
+            popular=[(h["_id"], math.log1p(float(h["sort"][0])), region(h)) for h in popular["hits"]["hits"]],
+            trending=[(h["_id"], float(h["_score"]), region(h)) for h in trending["hits"]["hits"]],
+            by_topic={b["key"]: [(h["_id"], float(h["sort"][0]), region(h)) for h in b["top"]["hits"]["hits"]]
+                      for b in topics["aggregations"]["topics"]["buckets"]})
 
 
 def _keyword_query(request: CandidateRequest, labels: Mapping[str, str]) -> dict[str, Any]:
@@ -112,40 +275,40 @@ def _keyword_query(request: CandidateRequest, labels: Mapping[str, str]) -> dict
     should: list[dict[str, Any]] = [{"term": {"tags": {"value": t, "boost": max(w, 1e-3)}}} for t, w in tags]
     words = " ".join(labels.get(t, t.rsplit("/", 1)[-1].replace("_", " ")) for t, _ in tags)
     should.append({"multi_match": {"query": words, "fields": ["title", "text", "keywords"]}})
-    query = {"bool": {"should": should, "minimum_should_match": 1, "filter": _filters(request)}}
-    return {"size": request.depth, "_source": ITEM_FIELDS, "query": query}
+    query = {"bool": {"should": should, "minimum_should_match": 1, "filter": list(request.item_filter)}}
+    return {"size": request.fetch_size(request.depth), "_source": False, "query": query}
+
+
+def _knn(field_name: str, vector: list[float], request: CandidateRequest) -> dict[str, Any]:
+    size = request.fetch_size(request.depth)
+    query: dict[str, Any] = {"vector": vector, "k": size}
+    if request.item_filter:
+        query["filter"] = {"bool": {"filter": list(request.item_filter)}}
+    return {"size": size, "_source": False, "query": {"knn": {field_name: query}}}
 
 
 def build_queries(request: CandidateRequest, labels: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """One search body per source that has something to go on, keyed by a query name."""
+    """One search body per per-user source that has something to go on, keyed by a query name.
+    Every body returns ids and scores only; documents come from the item cache."""
     queries: dict[str, dict[str, Any]] = {}
     if request.cf_vector:
         queries["als"] = _knn("cf_vector", request.cf_vector, request)
     for n, vector in enumerate(request.content_vectors):
         queries[f"content:{n}"] = _knn("content_vector", vector, request)
-    leaf_affinity = {t: a for t, a in request.topic_affinity.items() if a > 0}
-    if not request.content_vectors and leaf_affinity:
-        script = "params.affinity.getOrDefault(doc['topic_path'].value, 0.0) * (Math.log1p(doc['popularity'].value) + params.eps)"
-        queries["content:topics"] = _scripted(script, {"affinity": leaf_affinity, "eps": CONTENT_TOPIC_EPSILON},
-                                              request, [{"terms": {"topic_path": sorted(leaf_affinity)}}])
     if request.interest_tags:
         queries["keyword"] = _keyword_query(request, labels)
     if request.surface == "place" and request.location is not None:
         lat, lon = request.location
-        geo_filter = {"geo_distance": {"distance": f"{request.radius_km}km", "location": {"lat": lat, "lon": lon}}}
-        queries["geo"] = _scripted("Math.log1p(doc['popularity'].value) + 1", {}, request, [geo_filter])
-        queries["geo"]["size"] = request.depth * 4  # reranked by distance below: fetch a wider ring
-    graph_ids = [i for i, _ in request.graph if i not in request.exclude][:request.depth]
-    if graph_ids:
-        queries["graph"] = {"size": len(graph_ids), "_source": ITEM_FIELDS, "query": {"ids": {"values": graph_ids}}}
-    if request.covisit_seeds:
-        queries["covisit:seeds"] = {"size": len(request.covisit_seeds), "_source": ["covisit"],
-                                    "query": {"ids": {"values": list(request.covisit_seeds)}}}
+        ring = {"geo_distance": {"distance": f"{request.radius_km}km", "location": {"lat": lat, "lon": lon}}}
+        # the most popular places in the ring, re-scored with their distance below: a wider ring than depth
+        queries["geo"] = {"size": request.fetch_size(request.depth * 4), "_source": False,
+                          "sort": [{"popularity": {"order": "desc"}}],
+                          "query": {"bool": {"filter": [*request.item_filter, ring]}}}
     return queries
 
 
-def _dot(a: list[float] | None, b: list[float] | None) -> float:
-    return float(np.dot(a, b)) if a and b and len(a) == len(b) else math.nan
+def _dot(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    return float(np.dot(a, b)) if a is not None and b is not None and len(a) == len(b) else math.nan
 
 
 def covisit_scores(seed_docs: Iterable[dict[str, Any]], exclude: frozenset[str], depth: int) -> dict[str, float]:
@@ -159,75 +322,66 @@ def covisit_scores(seed_docs: Iterable[dict[str, Any]], exclude: frozenset[str],
     return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:depth])
 
 
-GLOBAL_QUERIES = {  # the same for every user: computed once per refresh, not per request
-    "popular": "Math.log1p(doc['popularity'].value)",
-    "trending": "doc['trending'].value * Math.log1p(doc['popularity'].value)",
-}
+def shared_sources(shared: Shared, request: CandidateRequest) -> dict[str, list[tuple[str, float]]]:
+    """Popular, trending and (without content vectors) topic-affinity candidates, from the shared lists."""
+    regions = request.regions
 
+    def top(ranked: Iterable[tuple[str, float, str | None]]) -> list[tuple[str, float]]:
+        kept = [(i, s) for i, s, region in ranked if i not in request.exclude and (not regions or region in regions)]
+        return sorted(kept, key=lambda kv: -kv[1])[:request.depth]
 
-class GlobalLists:
-    """Popular and trending items per surface, refreshed every ``ttl_s``; each request drops its
-    excluded items locally. ``size`` leaves room for what a heavy user has already seen."""
-
-    def __init__(self, store: ServingStore, ttl_s: float, size: int):
-        self.store, self.ttl_s, self.size = store, ttl_s, size
-        self._lists: dict[str, tuple[float, dict[str, list[tuple[str, float, dict[str, Any]]]]]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, surface: str) -> dict[str, list[tuple[str, float, dict[str, Any]]]]:
-        fetched_at, lists = self._lists.get(surface, (-math.inf, {}))
-        if time.monotonic() - fetched_at < self.ttl_s:
-            return lists
-        with self._lock:
-            bodies = [{"size": self.size, "_source": ITEM_FIELDS,
-                       "query": {"script_score": {"query": {"match_all": {}}, "script": {"source": script}}}}
-                      for script in GLOBAL_QUERIES.values()]
-            results = self.store.msearch(self.store.items_index(surface), bodies)
-            lists = {name: [(h["_id"], float(h["_score"]), h["_source"]) for h in hits]
-                     for name, hits in zip(GLOBAL_QUERIES, results)}
-            self._lists[surface] = (time.monotonic(), lists)
-        return lists
-
-
-def gather(store: ServingStore, globals_: GlobalLists, request: CandidateRequest,
-           labels: Mapping[str, str]) -> Candidates:
-    """Run every source (one ``_msearch``, plus one ``_mget`` for co-visited items not found otherwise)."""
-    queries = build_queries(request, labels)
-    results = dict(zip(queries, store.msearch(store.items_index(request.surface), list(queries.values()))))
-    out = Candidates()
-    allowed_regions = {v for f in request.item_filter for v in f.get("terms", {}).get("region", ())}
-    for name, hits in globals_.get(request.surface).items():
-        out.add(name, [h for h in hits if h[0] not in request.exclude
-                       and (not allowed_regions or h[2].get("region") in allowed_regions)][:request.depth])
-    for name, hits in results.items():
-        source = name.split(":", 1)[0]
-        docs = [(h["_id"], h.get("_source", {}), float(h["_score"])) for h in hits]
-        if name == "covisit:seeds":
-            continue
-        if source == "als":
-            out.add("als", ((i, _dot(request.cf_vector, d.get("cf_vector")), d) for i, d, _ in docs))
-        elif source == "content" and name != "content:topics":
-            out.add("content", ((i, 2.0 * s - 1.0, d) for i, d, s in docs))  # Lucene cosinesimil → cosine
-        elif source == "geo":
-            out.add("geo", _geo_scores(docs, request))
-        elif source == "graph":
-            graph = dict(request.graph)
-            out.add("graph", ((i, graph[i], d) for i, d, _ in docs))
-        else:  # popular, trending, keyword, content:topics: the query's own score is batch's formula
-            out.add(source, ((i, s, d) for i, d, s in docs))
-    if "covisit:seeds" in results:
-        seeds = [h.get("_source", {}) for h in results["covisit:seeds"]]
-        scores = covisit_scores(seeds, request.exclude, request.depth)
-        missing = [i for i in scores if i not in out.items]
-        fetched = store.get_items(request.surface, missing, ITEM_FIELDS)
-        out.add("covisit", ((i, s, out.items.get(i) or fetched.get(i)) for i, s in scores.items()))
-    out.restrict(set(out.items) - request.exclude)
+    out = {"popular": top(shared.popular), "trending": top(shared.trending)}
+    leaf_affinity = {t: a for t, a in request.topic_affinity.items() if a > 0 and t in shared.by_topic}
+    if not request.content_vectors and leaf_affinity:
+        out["content"] = top((i, a * (math.log1p(popularity) + CONTENT_TOPIC_EPSILON), region)
+                             for t, a in leaf_affinity.items() for i, popularity, region in shared.by_topic[t])
     return out
 
 
-def _geo_scores(docs: list[tuple[str, dict[str, Any], float]], request: CandidateRequest):
+def gather(store: ServingStore, cache: ItemCache, shared_lists: GlobalLists, request: CandidateRequest,
+           labels: Mapping[str, str]) -> Candidates:
+    """Every source: one ``_msearch`` for the per-user ones, the shared lists, and the item cache for documents."""
+    queries = build_queries(request, labels)
+    results = dict(zip(queries, store.msearch(request.index, list(queries.values()))))
+    proposed: dict[str, list[tuple[str, float]]] = shared_sources(shared_lists.get(request.index), request)
+    for name, hits in results.items():
+        source = name.split(":", 1)[0]
+        if source == "content":
+            scored = [(h["_id"], 2.0 * float(h["_score"]) - 1.0) for h in hits]  # Lucene cosinesimil → cosine
+        else:  # als and geo are re-scored from the documents below; keyword's BM25 is its score
+            scored = [(h["_id"], float(h["_score"] or 0.0)) for h in hits]
+        proposed.setdefault(source, []).extend(scored)
+    if request.graph:
+        proposed["graph"] = list(request.graph)
+
+    wanted = [i for ranked in proposed.values() for i, _ in ranked if i not in request.exclude]
+    entries = cache.get(request.index, wanted + list(request.covisit_seeds))
+    if request.covisit_seeds:
+        seeds = [entries[i][0] for i in request.covisit_seeds if i in entries]
+        proposed["covisit"] = list(covisit_scores(seeds, request.exclude, request.depth).items())
+        entries.update(cache.get(request.index, [i for i, _ in proposed["covisit"] if i not in entries]))
+
+    out = Candidates()
+    docs = {i: e[0] for i, e in entries.items()}
+    user_cf = np.asarray(request.cf_vector, dtype=np.float64) if request.cf_vector else None
+    for source, ranked in proposed.items():
+        ranked = [(i, s) for i, s in ranked if i in docs and i not in request.exclude]
+        if source == "als":
+            out.add("als", ((i, _dot(user_cf, docs[i].get("cf_vector")), docs[i]) for i, _ in ranked[:request.depth]))
+        elif source == "geo":
+            out.add("geo", _geo_scores([(i, docs[i]) for i, _ in ranked], request))
+        else:  # sorted: one content query per vector may have proposed the same source
+            ranked.sort(key=lambda kv: -kv[1])
+            out.add(source, ((i, s, docs[i]) for i, s in ranked[:request.depth]))
+    regions = request.regions
+    out.restrict({i for i, d in out.items.items() if not regions or d.get("region") in regions})
+    out.profiles = {i: entries[i][1] for i in out.items}
+    return out
+
+
+def _geo_scores(docs: list[tuple[str, dict[str, Any]]], request: CandidateRequest):
     lat, lon = request.location  # type: ignore[misc]
-    located = [(i, d) for i, d, _ in docs if d.get("location")]
+    located = [(i, d) for i, d in docs if d.get("location")]
     if not located:
         return []
     item_lat = np.array([d["location"]["lat"] for _, d in located])

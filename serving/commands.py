@@ -31,7 +31,8 @@ def print_feed(settings: Settings, user_id: str, surface: str, limit: int, emit:
 
     from hybridrec.serving.app import create_app
 
-    with TestClient(create_app(settings)) as client:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its per-request INFO line is noise in a printed feed
+    with TestClient(create_app(settings, warm_item_cache=False)) as client:
         response = client.get(f"/v1/feed/{user_id}", params={"surface": surface, "limit": limit})
     body = response.json()
     if response.status_code != 200:

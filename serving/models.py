@@ -26,10 +26,19 @@ class ServedModel:
     run_id: str
     ranker: Ranker
     content_dim: int | None
+    items_index: str  # the concrete index the run published: candidates come from it, never from a newer one
 
 
 class ModelUnavailable(RuntimeError):
-    pass
+    """No ranker can serve the surface; ``reason`` names the part that failed, for the degraded metric."""
+
+    reason = "model"
+
+
+class ServedRunUnreadable(ModelUnavailable):
+    """No ranker loaded yet because the served index could not be read: OpenSearch is the cause, not a model."""
+
+    reason = "search"
 
 
 class RankerRegistry:
@@ -40,6 +49,7 @@ class RankerRegistry:
         self._served: dict[str, ServedModel] = {}
         self._loaded: dict[tuple[str, str], Ranker] = {}
         self._checked_at: dict[str, float] = {}
+        self._read_errors: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def path(self, run_id: str, surface: str) -> Path:
@@ -66,19 +76,24 @@ class RankerRegistry:
                     self._checked_at[surface] = now
                     self._refresh(surface)
         if surface not in self._served:
-            raise ModelUnavailable(f"no {surface} model loaded (the served index could not be read)")
+            if surface in self._read_errors:
+                raise ServedRunUnreadable(f"no {surface} model loaded: the served index could not be read "
+                                          f"({self._read_errors[surface]})")
+            raise ModelUnavailable(f"no {surface} model loaded (the served run's ranker could not be loaded)")
         return self._served[surface]
 
     def _refresh(self, surface: str) -> None:
         try:
-            _, run_id, content_dim = self.store.served_run(surface)
+            index, run_id, content_dim = self.store.served_run(surface)
         except Exception as err:  # noqa: BLE001 - OpenSearch down or not published: keep what we have
+            self._read_errors[surface] = str(err)
             log.warning("cannot read the served %s run (%s); keeping the loaded model", surface, err)
             return
+        self._read_errors.pop(surface, None)
         current = self._served.get(surface)
         if current is None or current.run_id != run_id:
             try:
-                self._served[surface] = ServedModel(run_id, self.ranker(run_id, surface), content_dim)
+                self._served[surface] = ServedModel(run_id, self.ranker(run_id, surface), content_dim, index)
             except ModelUnavailable as err:
                 log.error("cannot serve run %s: %s; keeping the loaded model", run_id, err)
                 return

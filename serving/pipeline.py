@@ -1,7 +1,8 @@
 """The feed request as named, timed steps: load → candidates → rank → rules → respond.
 
 * load: the user's published document and real-time context, one ``_mget``;
-* candidates: every source in one ``_msearch`` (:mod:`hybridrec.serving.candidates`);
+* candidates: the per-user sources in one ``_msearch``, the shared lists and the item cache
+  (:mod:`hybridrec.serving.candidates`), capped to the ``RANKED_POOL`` the sources agree on most;
 * rank: :func:`hybridrec.features.ranking.feature_frame` — the batch feature code — and the
   LightGBM ranker of the run the index was published by (or the experiment variant's);
 * rules: seen/skipped removal, topic consistency, opening hours, caps and MMR diversity;
@@ -25,10 +26,10 @@ import numpy as np
 from opensearchpy.exceptions import OpenSearchException
 
 from hybridrec.config import ExperimentVariant, Settings
-from hybridrec.features.documents import item_profile_from_document, user_profile_from_document
+from hybridrec.features.documents import user_profile_from_document
 from hybridrec.features.ranking import SOURCES, UserProfile, feature_frame
 from hybridrec.serving import cold_start, rules
-from hybridrec.serving.candidates import Candidates, CandidateRequest, GlobalLists, gather
+from hybridrec.serving.candidates import Candidates, CandidateRequest, GlobalLists, ItemCache, gather
 from hybridrec.serving.experiments import assign
 from hybridrec.serving.fallback import FallbackFeed
 from hybridrec.serving.metrics import ServingMetrics
@@ -39,7 +40,7 @@ from hybridrec.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
-RRF_K = 60  # reciprocal-rank fusion constant of the no-model experiment arm
+RANKED_POOL = 150  # candidates the ranker scores (at least 3 × the feed's limit): its cost grows with rows
 UNAVAILABLE = (OpenSearchException, LookupError, ModelUnavailable)
 
 
@@ -89,12 +90,13 @@ class Stages:
 
 class FeedPipeline:
     def __init__(self, settings: Settings, store: ServingStore, rankers: RankerRegistry, fallback: FallbackFeed,
-                 metrics: ServingMetrics, taxonomy: Taxonomy):
+                 metrics: ServingMetrics, taxonomy: Taxonomy, warm_item_cache: bool = True):
         self.settings, self.cfg = settings, settings.serving
         self.store, self.rankers, self.fallback = store, rankers, fallback
         self.metrics, self.taxonomy = metrics, taxonomy
         self.labels = {t.path: tag_label(taxonomy, t.path) for t in taxonomy.tags}
-        self.global_lists = GlobalLists(store, self.cfg.model_check_interval_s, self.cfg.candidates_per_source * 4)
+        self.items, self.warm_item_cache = ItemCache(store), warm_item_cache
+        self.global_lists = GlobalLists(store, self.cfg.model_check_interval_s, self.cfg.candidates_per_source * 3)
 
     def variant(self, user_id: str) -> ExperimentVariant:
         return assign(self.cfg.experiment_name, self.cfg.experiments, user_id)
@@ -104,10 +106,13 @@ class FeedPipeline:
         stages = Stages(self.metrics)
         try:
             model = self._model(query.surface, variant)
+            if self.warm_item_cache:
+                self.items.warm_in_background(model.items_index)
             with stages.stage("load"):
                 state = self._load(query, model)
             with stages.stage("candidates"):
-                candidates = gather(self.store, self.global_lists, state.request, self.labels)
+                candidates = gather(self.store, self.items, self.global_lists, state.request, self.labels)
+                candidates.cap(max(RANKED_POOL, 3 * query.limit))
             for source, count in candidates.counts().items():
                 self.metrics.candidates.labels(query.surface, source).inc(count)
             with stages.stage("rank"):
@@ -124,7 +129,8 @@ class FeedPipeline:
     def _model(self, surface: str, variant: ExperimentVariant) -> ServedModel:
         served = self.rankers.served(surface)
         if variant.ranker_run and variant.ranker_run != served.run_id:
-            return ServedModel(variant.ranker_run, self.rankers.ranker(variant.ranker_run, surface), served.content_dim)
+            return ServedModel(variant.ranker_run, self.rankers.ranker(variant.ranker_run, surface), served.content_dim,
+                               served.items_index)
         return served
 
     def _load(self, query: FeedQuery, model: ServedModel) -> UserState:
@@ -143,8 +149,8 @@ class FeedPipeline:
         cf_vector = (user_doc or {}).get("cf_vector")
         region_filter = ({"terms": {"region": list(self.cfg.regions)}},) if query.surface == "place" and self.cfg.regions else ()
         request = CandidateRequest(
-            user_id=query.user_id, surface=query.surface, depth=self.cfg.candidates_per_source, exclude=exclude,
-            cf_vector=cf_vector, content_vectors=tuple(content_vectors),
+            user_id=query.user_id, surface=query.surface, index=model.items_index,
+            depth=self.cfg.candidates_per_source, exclude=exclude, cf_vector=cf_vector, content_vectors=tuple(content_vectors),
             topic_affinity={t: a for t, a in profile.topic_affinity.items() if "/" in t or t in self.taxonomy},
             interest_tags=tags, graph=tuple((g["item_id"], float(g["score"])) for g in (user_doc or {}).get("graph_candidates", ())),
             covisit_seeds=tuple(seeds[: self.cfg.covisit_seed_items]), location=location,
@@ -158,17 +164,15 @@ class FeedPipeline:
             return []
         frame = candidates.frame(query.user_id)
         if variant.use_ranker:
-            items = {i: item_profile_from_document(d) for i, d in candidates.items.items()}
             location = {query.user_id: query.location} if query.location else None
-            features = feature_frame(frame, {query.user_id: state.profile}, items, datetime.now(timezone.utc), location)
+            features = feature_frame(frame, {query.user_id: state.profile}, candidates.profiles,
+                                     datetime.now(timezone.utc), location)
             scores = model.ranker.score(features)
         else:
-            scores = np.zeros(len(frame))
-            for source, by_item in candidates.scores.items():
-                ranks = {i: r for r, (i, _) in enumerate(sorted(by_item.items(), key=lambda kv: -kv[1]), start=1)}
-                scores += np.array([1.0 / (RRF_K + ranks[i]) if i in ranks else 0.0 for i in frame["item_id"]])
+            scores = candidates.fused(list(frame["item_id"]))
         order = np.argsort(-scores, kind="stable")
-        return [(frame["item_id"].iat[i], float(scores[i])) for i in order]
+        ids = frame["item_id"].to_numpy()
+        return [(ids[i], float(scores[i])) for i in order]
 
     def _rules(self, query: FeedQuery, state: UserState, candidates: Candidates, ranked: list[tuple[str, float]],
                variant: ExperimentVariant) -> list[str]:
@@ -199,7 +203,7 @@ class FeedPipeline:
                 "sources_missing": [s for s in SOURCES if s not in candidates.counts()], "items": items}
 
     def _degraded(self, query: FeedQuery, variant: ExperimentVariant, err: Exception, stages: Stages) -> dict[str, Any]:
-        kind = "model" if isinstance(err, ModelUnavailable) else "search"
+        kind = err.reason if isinstance(err, ModelUnavailable) else "search"
         log.warning("feed for %s on %s degraded (%s unavailable): %s", query.user_id, query.surface, kind, err)
         self.metrics.degraded.labels(query.surface, kind).inc()
         with stages.stage("fallback"):

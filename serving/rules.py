@@ -76,8 +76,12 @@ def hard_filters(items: Mapping[str, Mapping[str, Any]], surface: str, rules: Ru
     """Items that pass topic consistency and opening hours, and how many each rule removed."""
     minute = local_minute(now, rules.timezone)
     kept, removed = [], {"topic": 0, "closed": 0}
+    allowed: dict[str, bool] = {}  # per topic: candidates share few topics
     for item_id, doc in items.items():
-        if rules.topic_consistency and not topic_allowed(doc.get("topic_path", ""), blocked):
+        topic = doc.get("topic_path", "")
+        if topic not in allowed:
+            allowed[topic] = not rules.topic_consistency or topic_allowed(topic, blocked)
+        if not allowed[topic]:
             removed["topic"] += 1
         elif surface == "place" and rules.open_now_only and not open_at(doc, minute):
             removed["closed"] += 1
@@ -90,7 +94,7 @@ def _unit_vectors(docs: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
     """Embeddings for diversity: content vectors when every item has one, else CF factors."""
     for field_name in ("content_vector", "cf_vector"):
         vectors = [d.get(field_name) for d in docs]
-        if all(vectors) and len({len(v) for v in vectors}) == 1:
+        if all(v is not None and len(v) for v in vectors) and len({len(v) for v in vectors}) == 1:
             matrix = np.asarray(vectors, dtype=np.float32)
             norms = np.linalg.norm(matrix, axis=1, keepdims=True)
             return matrix / np.where(norms == 0, 1, norms)

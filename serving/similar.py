@@ -19,7 +19,7 @@ class SimilarItems:
     def find(self, item_id: str, surface: str, limit: int) -> dict[str, Any]:
         """Raises KeyError for an unknown item, LookupError when OpenSearch cannot answer."""
         try:
-            item = self.store.get_items(surface, [item_id], ITEM_FIELDS).get(item_id)
+            item = self.store.get_items(self.store.items_index(surface), [item_id], ITEM_FIELDS).get(item_id)
             if item is None:
                 raise KeyError(item_id)
             field_name = "content_vector" if item.get("content_vector") else "cf_vector"

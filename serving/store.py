@@ -8,6 +8,7 @@ Index names still come from the store's alias naming.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ from hybridrec.features.documents import items_alias, users_alias
 from hybridrec.search import SearchStore
 
 RUN_ID_META = "hybridrec.run-id"
+REQUEST_THREADS = 40  # FastAPI's thread pool: a connection per thread, so none is closed and reopened under load
 
 
 class _OrjsonSerializer(JSONSerializer):
@@ -37,7 +39,8 @@ class ServingStore:
         naming = SearchStore(settings)  # only for alias naming: its client connects lazily, never used here
         self.timeout_s = settings.serving.search_timeout_s
         self.client = OpenSearch(hosts=[settings.opensearch.url], timeout=self.timeout_s, max_retries=0,
-                                 retry_on_timeout=False, serializer=_OrjsonSerializer(), pool_maxsize=16)
+                                 retry_on_timeout=False, serializer=_OrjsonSerializer(),
+                                 pool_maxsize=REQUEST_THREADS)
         self.context_index = naming.alias_name(settings.streaming.context_index)
         self._items = {s: naming.alias_name(items_alias(s)) for s in ("place", "clip")}
         self._users = {s: naming.alias_name(users_alias(s)) for s in ("place", "clip")}
@@ -61,8 +64,8 @@ class ServingStore:
         context = docs[1]["_source"] if docs[1].get("found") else None
         return user, context
 
-    def msearch(self, index: str, bodies: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-        """Hits of each body, in order; one round trip. A failed sub-search raises (caller degrades)."""
+    def msearch_responses(self, index: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The response of each body, in order; one round trip. A failed sub-search raises (caller degrades)."""
         if not bodies:
             return []
         lines: list[dict[str, Any]] = []
@@ -71,14 +74,36 @@ class ServingStore:
         responses = self.client.msearch(body=lines)["responses"]
         failed = [r["error"] for r in responses if "error" in r]
         if failed:
-            raise LookupError(f"candidate search on {index} failed: {failed[0]}")
-        return [r["hits"]["hits"] for r in responses]
+            raise LookupError(f"search on {index} failed: {failed[0]}")
+        return responses
 
-    def get_items(self, surface: str, ids: list[str], fields: list[str]) -> dict[str, dict[str, Any]]:
+    def msearch(self, index: str, bodies: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """Hits of each body, in order (see :meth:`msearch_responses`)."""
+        return [r["hits"]["hits"] for r in self.msearch_responses(index, bodies)]
+
+    def get_items(self, index: str, ids: list[str], fields: list[str]) -> dict[str, dict[str, Any]]:
+        """Documents of ``index`` (an alias or a concrete index) by id; ids it lacks are left out."""
         if not ids:
             return {}
-        response = self.client.mget(index=self._items[surface], body={"ids": ids}, _source_includes=fields)
+        response = self.client.mget(index=index, body={"ids": ids}, _source_includes=fields)
         return {d["_id"]: d["_source"] for d in response["docs"] if d.get("found")}
+
+    def scan_items(self, index: str, fields: list[str], limit: int,
+                   batch: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        """Up to ``limit`` documents of ``index`` in batches (a scroll, with a timeout meant for bulk reads)."""
+        response = self.client.search(index=index, body={"size": batch, "_source": fields, "sort": ["_doc"]},
+                                      scroll="1m", request_timeout=30)
+        scroll_id, read = response.get("_scroll_id"), 0
+        try:
+            while response["hits"]["hits"] and read < limit:
+                hits = response["hits"]["hits"][: limit - read]
+                read += len(hits)
+                yield hits
+                response = self.client.scroll(scroll_id=scroll_id, scroll="1m", request_timeout=30)
+                scroll_id = response.get("_scroll_id", scroll_id)
+        finally:
+            if scroll_id:
+                self.client.clear_scroll(scroll_id=scroll_id, ignore=(404,))
 
     def served_run(self, surface: str) -> tuple[str, str, int | None]:
         """(index the items alias points at, run id in its ``_meta``, content vector dimension or None);

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
+from hybridrec.batch.jobs import generate_world_job
 from hybridrec.config import Settings, load_settings
 from hybridrec.infra import manager
+from hybridrec.search import SearchStore
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +25,23 @@ def services() -> Settings:
     yield settings
     if not already_running:
         manager.down(settings)
+
+
+SMALL_WORLD = {"SYNTHETIC__N_USERS": "600", "SYNTHETIC__N_PLACES": "200", "SYNTHETIC__N_CLIPS": "600",
+               "SYNTHETIC__N_EVENTS": "60000", "SYNTHETIC__N_DAYS": "14", "RETRAIN__GRAPH_FILTER__IDEAL_RANK": "32"}
+
+
+@pytest.fixture(scope="module")
+def small_world(services, tmp_path_factory) -> Settings:
+    """Settings of a freshly generated small synthetic world with its own lake, models dir and index
+    prefix (nothing shared with the quick start or other modules); its indices are deleted afterwards."""
+    root = tmp_path_factory.mktemp("world")
+    environ = {f"HYBRIDREC__{k}": v for k, v in SMALL_WORLD.items()}
+    environ.update({"HYBRIDREC__LAKE__URI": f"sqlite:///{root / 'catalog.db'}",
+                    "HYBRIDREC__LAKE__WAREHOUSE": (root / "warehouse").as_uri(),
+                    "HYBRIDREC__RETRAIN__MODELS_DIR": str(root / "models"),
+                    "HYBRIDREC__OPENSEARCH__INDEX_PREFIX": f"test-{secrets.token_hex(4)}"})
+    settings = load_settings(environ=environ)
+    generate_world_job(settings)
+    yield settings
+    SearchStore(settings).client.indices.delete(index=f"{settings.opensearch.index_prefix}-*", ignore_unavailable=True)

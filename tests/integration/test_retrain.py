@@ -1,15 +1,12 @@
 """The nightly retrain end to end on a small world: real Spark, Iceberg and OpenSearch."""
 
 import json
-import secrets
 
 import pytest
 
-from hybridrec.batch.jobs import generate_world_job
 from hybridrec.batch.publish import fallback_path, rollback
 from hybridrec.batch.registry import run_history
 from hybridrec.batch.retrain import retrain_job
-from hybridrec.config import load_settings
 from hybridrec.contract import EVALUATION_RUNS
 from hybridrec.features.documents import items_alias, users_alias
 from hybridrec.lake import Lake
@@ -18,22 +15,10 @@ from hybridrec.search import SearchStore
 
 pytestmark = pytest.mark.integration
 
-SMALL_WORLD = {"SYNTHETIC__N_USERS": "600", "SYNTHETIC__N_PLACES": "200", "SYNTHETIC__N_CLIPS": "600",
-               "SYNTHETIC__N_EVENTS": "60000", "SYNTHETIC__N_DAYS": "14", "RETRAIN__GRAPH_FILTER__IDEAL_RANK": "32"}
-
 
 @pytest.fixture(scope="module")
-def settings(services, tmp_path_factory):
-    root = tmp_path_factory.mktemp("retrain")
-    environ = {f"HYBRIDREC__{k}": v for k, v in SMALL_WORLD.items()}
-    environ.update({"HYBRIDREC__LAKE__URI": f"sqlite:///{root / 'catalog.db'}",
-                    "HYBRIDREC__LAKE__WAREHOUSE": (root / "warehouse").as_uri(),
-                    "HYBRIDREC__RETRAIN__MODELS_DIR": str(root / "models"),
-                    "HYBRIDREC__OPENSEARCH__INDEX_PREFIX": f"test-{secrets.token_hex(4)}"})
-    settings = load_settings(environ=environ)
-    generate_world_job(settings)
-    yield settings
-    SearchStore(settings).client.indices.delete(index=f"{settings.opensearch.index_prefix}-*", ignore_unavailable=True)
+def settings(small_world):
+    return small_world
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,15 @@
 """Rules, reasons, experiments, rate limits and candidate scoring of the feed, without services."""
 
+import math
 from datetime import datetime, timezone
 
 import pytest
 
 from hybridrec.config import ExperimentVariant, ServingSettings
 from hybridrec.serving.auth import AccessDenied, Authorizer, TokenBuckets
-from hybridrec.serving.candidates import Candidates, covisit_scores
+from hybridrec.serving.candidates import (
+    CandidateRequest, Candidates, ItemCache, Shared, covisit_scores, shared_sources,
+)
 from hybridrec.serving.experiments import assign
 from hybridrec.serving.reasons import reason
 from hybridrec.serving.rules import RuleSet, blocked_topics, hard_filters, open_at, select, topic_allowed
@@ -91,3 +94,52 @@ def test_covisit_sums_neighbour_scores_of_engaged_items_and_ranks_by_score():
     frame = candidates.frame("u")
     assert frame.set_index("item_id")["covisit_rank"].to_dict() == {"a": 2.0, "b": 1.0}
     assert frame["als_score"].isna().all()
+
+
+def test_source_ranks_match_the_batch_rank_convention():
+    candidates = Candidates()
+    candidates.add("als", [("a", 0.5, {}), ("b", 0.9, {}), ("c", 0.5, {})])
+    candidates.add("popular", [("d", 1.0, {})])
+    frame = candidates.frame("u").set_index("item_id")
+    expected = frame["als_score"].rank(ascending=False, method="first")
+    assert frame["als_rank"].equals(expected) and frame["als_rank"].to_dict()["b"] == 1.0
+
+
+def test_cap_keeps_the_items_most_sources_agree_on():
+    candidates = Candidates()
+    candidates.add("als", [("both", 0.5, {}), ("als-only", 0.9, {})])
+    candidates.add("popular", [("both", 1.0, {}), ("pop-only", 2.0, {})])
+    candidates.cap(1)
+    assert list(candidates.items) == ["both"] and candidates.counts() == {"als": 1, "popular": 1}
+
+
+def test_shared_lists_drop_excluded_items_and_other_regions_and_score_topics_like_batch():
+    shared = Shared(popular=[("p1", 3.0, "seoul"), ("p2", 2.0, "busan"), ("p3", 1.0, "seoul")], trending=[],
+                    by_topic={"food/ramen": [("p3", 9.0, "seoul"), ("p4", 1.0, "seoul")]})
+    request = CandidateRequest("u", "place", "idx", depth=5, exclude=frozenset({"p1"}),
+                               topic_affinity={"food/ramen": 0.5, "food": 1.0},
+                               item_filter=({"terms": {"region": ["seoul"]}},))
+    sources = shared_sources(shared, request)
+    assert sources["popular"] == [("p3", 1.0)]
+    assert [i for i, _ in sources["content"]] == ["p3", "p4"]  # the parent topic matches no item
+    assert [s for _, s in sources["content"]] == pytest.approx([0.5 * (math.log1p(p) + 1e-3) for p in (9.0, 1.0)])
+
+
+class _CountingStore:
+    def __init__(self):
+        self.fetched: list[list[str]] = []
+
+    def get_items(self, index, ids, fields):
+        self.fetched.append(list(ids))
+        return {i: {"item_id": i, "topic_path": "t", "cf_vector": [1.0, 0.0]} for i in ids if i != "gone"}
+
+
+def test_item_cache_reads_each_document_once_and_evicts_the_least_recent():
+    store = _CountingStore()
+    cache = ItemCache(store, max_items=2)
+    assert set(cache.get("idx", ["a", "b", "gone"])) == {"a", "b"}
+    assert set(cache.get("idx", ["a", "b"])) == {"a", "b"} and store.fetched == [["a", "b", "gone"]]
+    cache.get("idx", ["a"])
+    cache.get("idx", ["c"])  # evicts b, the least recently used
+    cache.get("idx", ["a", "b"])
+    assert store.fetched[-1] == ["b"] and cache.get("idx", ["a"])["a"][1].topic_path == "t"

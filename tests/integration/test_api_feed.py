@@ -1,0 +1,246 @@
+"""The feed API against the real OpenSearch and Kafka, serving the indices a real retrain published.
+
+One small synthetic world is generated and retrained per module (the slow part); every test then
+talks to the app in-process. The world's truth table is read here, on the test side only, to find
+users with known tastes: serving itself never sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+
+from hybridrec.batch.publish import fallback_path
+from hybridrec.batch.retrain import retrain_job
+from hybridrec.bus import EventBus, delete_topics
+from hybridrec.contract import EVENT_TYPES, EVENTS, TRUTH_USER_INTERESTS, EventRecord
+from hybridrec.infra.kafka import ensure_topics
+from hybridrec.lake import Lake
+from hybridrec.serving.app import create_app
+from hybridrec.streaming.context import ContextFolder, ContextRules
+from hybridrec.streaming.context_store import ContextStore
+from hybridrec.streaming.inbox import Message
+from hybridrec.streaming.tagging import RuleQueryTagger
+
+pytestmark = pytest.mark.integration
+
+API_KEY = "integration-key"
+SURFACES = ("place", "clip")
+
+
+@pytest.fixture(scope="module")
+def world(small_world):
+    """The small world retrained and published, with Kafka topics of its own and a write key."""
+    run = retrain_job(small_world)["run"]
+    suffix = secrets.token_hex(3)
+    kafka = small_world.kafka.model_copy(update={
+        "events_topic": f"test-api-events-{suffix}", "queries_topic": f"test-api-queries-{suffix}",
+        "dead_letter_topic": f"test-api-dead-{suffix}"})
+    settings = small_world.model_copy(update={
+        "kafka": kafka, "serving": small_world.serving.model_copy(update={"api_keys": [API_KEY]})})
+    ensure_topics(settings)
+    yield settings, run.run_id
+    delete_topics(settings, [kafka.events_topic, kafka.queries_topic, kafka.dead_letter_topic])
+
+
+@pytest.fixture(scope="module")
+def settings(world):
+    return world[0]
+
+
+@pytest.fixture(scope="module")
+def client(settings):
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def warm_user(settings) -> str:
+    """The user with the most events on both surfaces together."""
+    events = Lake(settings).scan(EVENTS, columns=("user_id", "surface")).to_pandas()
+    per_surface = events.groupby(["user_id", "surface"]).size().unstack(fill_value=0)
+    return str(per_surface[list(SURFACES)].min(axis=1).idxmax())
+
+
+def _feed(client, user: str, surface: str, limit: int = 20) -> dict:
+    response = client.get(f"/v1/feed/{user}", params={"surface": surface, "limit": limit})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+def test_warm_user_gets_a_ranked_personalised_feed(client, world, warm_user, surface):
+    body = _feed(client, warm_user, surface)
+    assert body["degraded"] is False and body["segment"] == "warm"
+    assert body["run_id"] == world[1] and body["experiment_variant"] == "control"
+    items = body["items"]  # a heavy user of a 200-place world has seen much of it: caps may leave fewer than 20
+    assert 5 <= len(items) <= 20 and [i["position"] for i in items] == list(range(1, len(items) + 1))
+    assert len({i["item_id"] for i in items}) == len(items)
+    assert all(i["sources"] and i["reason"] and i["topic_path"] for i in items)
+    assert {"als", "popular"} <= set(body["sources_answered"])
+    assert set(body["timings_ms"]) == {"load", "candidates", "rank", "rules", "respond"}
+
+
+def test_soccer_only_user_sees_no_baseball_clips(client, settings):
+    truth = Lake(settings).scan(TRUTH_USER_INTERESTS).to_pandas()
+    sports = truth[truth["tag"].str.startswith("sports/")]
+    sport_sets = sports.groupby("user_id")["tag"].agg(frozenset)
+    soccer_only = sports[sports["user_id"].isin(sport_sets[sport_sets == {"sports/soccer"}].index)]
+    assert not soccer_only.empty, "the synthetic world has no soccer-only user"
+    user = soccer_only.sort_values("weight", ascending=False)["user_id"].iloc[0]
+    body = _feed(client, user, "clip", limit=50)
+    topics = [i["topic_path"] for i in body["items"]]
+    assert body["degraded"] is False and topics
+    assert not [t for t in topics if t.startswith("sports/baseball")], topics
+    assert any(t.startswith("sports/soccer") for t in topics), topics
+
+
+def test_dead_opensearch_answers_from_the_fallback_file(settings):
+    dead = settings.model_copy(update={
+        "opensearch": settings.opensearch.model_copy(update={"port": 1}),
+        "serving": settings.serving.model_copy(update={"search_timeout_s": 0.5})})
+    published = json.loads(fallback_path(settings).read_text())
+    with TestClient(create_app(dead)) as dead_client:
+        body = _feed(dead_client, "u00001", "clip", limit=5)
+    assert body["degraded"] is True and body["degraded_reason"] == "search unavailable"
+    assert [i["item_id"] for i in body["items"]] == published["clip"]["all"][:5]
+    assert body["run_id"] == published["run_id"]
+
+
+def _consume(settings, event_id: str, timeout_s: float = 30) -> dict:
+    """The row of ``event_id`` read back from the events topic (a fresh group, from the earliest offset)."""
+    consumer = EventBus(settings, client_id="test-api").consumer(f"test-api-{secrets.token_hex(3)}")
+    consumer.subscribe([settings.kafka.events_topic])
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    row = json.loads(record.value)
+                    if row["event_id"] == event_id:
+                        return row
+    finally:
+        consumer.close()
+    raise AssertionError(f"event {event_id} not on {settings.kafka.events_topic} after {timeout_s} s")
+
+
+def test_posted_events_reach_kafka_and_bad_bodies_are_4xx(client, settings, warm_user):
+    event = {"event_id": f"e-{secrets.token_hex(4)}", "user_id": warm_user, "item_id": "c00001",
+             "surface": "clip", "event_type": "like", "ts": "2026-11-24T00:00:00Z"}
+    response = client.post("/v1/events", json={"events": [event]}, headers={"X-API-Key": API_KEY})
+    assert response.status_code == 202 and response.json() == {"accepted": 1}
+    produced = _consume(settings, event["event_id"])
+    assert produced["user_id"] == warm_user and produced["experiment_variant"] == "control"
+
+    assert client.post("/v1/events", json={"events": [event]}).status_code == 401
+    for bad in ({"events": [{"user_id": warm_user}]}, {"events": []}, {"rows": [event]}, [event]):
+        assert client.post("/v1/events", json=bad, headers={"X-API-Key": API_KEY}).status_code == 422, bad
+    garbled = client.post("/v1/events", content=b"{not json", headers={"X-API-Key": API_KEY,
+                                                                       "Content-Type": "application/json"})
+    assert garbled.status_code == 422
+
+
+# ---------------------------------------------------------------- bounded fuzz of the OpenAPI spec
+
+ANY_SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-10**9, 10**9),
+                       st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12))
+JSON_SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-10**9, 10**9), st.floats(allow_nan=False,
+                        allow_infinity=False), st.text(max_size=12))  # what a JSON body can carry
+ANY_JSON = st.recursive(JSON_SCALAR, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                            st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                        max_leaves=8)
+
+
+def _schema_values(schema: dict) -> st.SearchStrategy:
+    """Values the schema allows (bounds, enums, patterns), so the fuzz gets past validation too."""
+    if "anyOf" in schema:
+        return st.one_of([_schema_values(s) for s in schema["anyOf"]])
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    kind = schema.get("type")
+    if kind == "integer":
+        return st.integers(schema.get("minimum", -1000), schema.get("maximum", 1000))
+    if kind == "number":
+        low = schema.get("minimum", schema.get("exclusiveMinimum", -1000.0))
+        return st.floats(low, schema.get("maximum", 1000.0), exclude_min="exclusiveMinimum" in schema)
+    if kind == "string" and "pattern" in schema:
+        return st.from_regex(schema["pattern"], fullmatch=True).filter(lambda s: 0 < len(s) <= 128)
+    if kind == "null":
+        return st.none()
+    return st.text(max_size=12)
+
+
+def _event_bodies(user_ids: list[str]) -> st.SearchStrategy:
+    event = st.fixed_dictionaries({
+        "event_id": st.text(min_size=1, max_size=10), "user_id": st.sampled_from(user_ids),
+        "surface": st.sampled_from(SURFACES), "item_id": st.one_of(st.none(), st.sampled_from(["c00001", "p00001"])),
+        "event_type": st.sampled_from(EVENT_TYPES),
+        "ts": st.datetimes(timezones=st.sampled_from([timezone.utc])).map(lambda d: d.isoformat())})
+    return st.fixed_dictionaries({"events": st.lists(event, min_size=0, max_size=3)})
+
+
+@st.composite
+def _requests(draw, operations: list[tuple[str, str, dict]], user_ids: list[str]):
+    method, path, operation = draw(st.sampled_from(operations))
+    query = {}
+    for parameter in operation.get("parameters", ()):
+        schema_values = _schema_values(parameter["schema"])
+        value = draw(st.one_of(schema_values, ANY_SCALAR) if parameter["in"] != "path"
+                     else st.one_of(st.sampled_from(user_ids), schema_values, st.text(max_size=8)))
+        if parameter["in"] == "path":
+            path = path.replace("{" + parameter["name"] + "}", quote(str(value), safe="") or "_")
+        elif value is not None and (parameter.get("required") or draw(st.booleans())):
+            query[parameter["name"]] = value
+    body = draw(st.one_of(ANY_JSON, _event_bodies(user_ids))) if "requestBody" in operation else None
+    return method, path, query, body
+
+
+def test_fuzzed_openapi_requests_never_5xx_except_503(client, warm_user):
+    spec = client.get("/openapi.json").json()
+    operations = [(method.upper(), path, op) for path, ops in spec["paths"].items() for method, op in ops.items()]
+    users = [warm_user, "u00002", "nobody"]
+
+    @hyp_settings(max_examples=150, deadline=None, derandomize=True,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @given(_requests(operations, users))
+    def check(request):
+        method, path, query, body = request
+        response = client.request(method, path, params=query, json=body, headers={"X-API-Key": API_KEY})
+        assert response.status_code < 500 or response.status_code == 503, (method, path, query, body, response.text)
+
+    check()
+
+
+# ---------------------------------------------------------------- real-time user context
+
+def _write_context(settings, user: str, events: list[dict]) -> None:
+    """The user's first context document, folded from ``events`` exactly as the streaming updater folds them."""
+    store = ContextStore.from_settings(settings)
+    store.ensure_index()
+    k = settings.kafka
+    folder = ContextFolder(ContextRules.from_settings(settings.streaming), RuleQueryTagger(),
+                           k.events_topic, k.queries_topic)
+    messages = [Message(k.events_topic, 0, offset, 0, EventRecord.model_validate(event))
+                for offset, event in enumerate(events)]
+    written, conflicts = store.save({user: (folder.fold(None, user, messages, {}), None)})
+    assert user in written and not conflicts
+
+
+def test_skipped_and_engaged_items_leave_the_next_feed(client, settings, warm_user):
+    before = [i["item_id"] for i in _feed(client, warm_user, "clip")["items"]]
+    skipped, engaged = before[0], before[1]
+    now = datetime.now(timezone.utc)
+    _write_context(settings, warm_user, [
+        {"event_id": f"ctx-{n}", "user_id": warm_user, "item_id": item, "surface": "clip", "event_type": kind,
+         "ts": now}
+        for n, (item, kind) in enumerate(((skipped, "skip"), (engaged, "like")))])
+    after = [i["item_id"] for i in _feed(client, warm_user, "clip")["items"]]
+    assert skipped not in after and engaged not in after
+    assert after != before
