@@ -21,7 +21,12 @@ def services() -> Settings:
     """
     settings = load_settings()
     already_running = all(s.running for s in manager.status(settings))
-    manager.up(settings)
+    try:
+        manager.up(settings)
+    except Exception:
+        if not already_running:  # leave nothing half-started behind
+            manager.down(settings)
+        raise
     yield settings
     if not already_running:
         manager.down(settings)
