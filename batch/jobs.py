@@ -107,6 +107,16 @@ def quickstart_job(settings: Settings) -> dict[str, Any]:
     def spark_check(_: dict) -> dict:
         return {"spark_summary": spark_event_summary(settings)}
 
+    def stream_demo(_: dict) -> dict:
+        from hybridrec.streaming.demo import run_demo
+
+        return {"stream_demo": run_demo(settings, seconds=20)}
+
+    def extract(_: dict) -> dict:
+        from hybridrec.batch.extract import extract_job
+
+        return {"extract": extract_job(settings)}
+
     def retrain(_: dict) -> dict:
         from hybridrec.batch.retrain import retrain_job
 
@@ -118,7 +128,9 @@ def quickstart_job(settings: Settings) -> dict[str, Any]:
         Step("synthetic-world", world, "users, places, clips, reviews, queries, events + ground truth into Iceberg"),
         Step("load-gowalla", gowalla, "Gowalla LightGCN split into gowalla.events_train/test"),
         Step("spark-lake-check", spark_check, "Spark reads the Iceberg tables pyiceberg wrote"),
+        Step("extract", extract, "keywords, tags, query intent and content embeddings from reviews, clips, queries"),
         Step("retrain", retrain, "nightly pipeline: CF, candidates, LightGBM ranker, evaluation, publish"),
+        Step("stream-demo", stream_demo, "replay recorded activity through Kafka; watch one user's context change"),
     ]
     context = run_steps("quickstart", steps, {})
     print("\n" + describe_lake(settings, sample_rows=2))

@@ -30,7 +30,7 @@ from hybridrec.batch.registry import Registry
 from hybridrec.config import Settings
 from hybridrec.contract import (
     CANDIDATES, CLIPS, EVALUATION_RUNS, EVENTS, INTERACTIONS, ITEM_EMBEDDINGS, ITEM_KEYWORDS, PLACES, QUERY_TAGS,
-    USER_EMBEDDINGS, USERS,
+    SEARCH_QUERIES, USERS,
 )
 from hybridrec.features.profiles import item_profiles, user_profiles
 from hybridrec.features.ranking import SOURCES, feature_frame
@@ -90,14 +90,20 @@ class ContentSignals:
     query_tags: dict[str, dict[str, float]]
 
     @classmethod
-    def load(cls, lake: Lake) -> "ContentSignals":
+    def load(cls, lake: Lake, before: datetime, interactions: pd.DataFrame) -> "ContentSignals":
+        """Signals as of ``before``, so nothing from the label day leaks into training or evaluation.
+
+        User vectors are rebuilt here from the item vectors and the (pre-label-day, decayed)
+        interactions rather than read from ``derived.user_embeddings``, which covers every event.
+        """
         items = _optional(lake, ITEM_EMBEDDINGS, ("item_id", "embedding"))
-        users = _optional(lake, USER_EMBEDDINGS, ("user_id", "embedding"))
         keywords = _optional(lake, ITEM_KEYWORDS, ("item_id", "tag"))
-        queries = _optional(lake, QUERY_TAGS, ("user_id", "intent", "tags"))
+        queries = _optional(lake, QUERY_TAGS, ("query_id", "user_id", "intent", "tags"))
         query_tags: dict[str, dict[str, float]] = {}
         if queries is not None:
-            for row in queries[queries["intent"] == "interest"].itertuples(index=False):
+            asked = _read(lake, SEARCH_QUERIES, ("query_id", "ts"))
+            early = set(asked.loc[asked["ts"] < before, "query_id"])
+            for row in queries[(queries["intent"] == "interest") & queries["query_id"].isin(early)].itertuples(index=False):
                 for tag in row.tags if row.tags is not None else ():
                     bucket = query_tags.setdefault(row.user_id, {})
                     bucket[tag] = bucket.get(tag, 0.0) + 1.0
@@ -105,13 +111,27 @@ class ContentSignals:
         if keywords is not None:
             for item_id, tags in keywords.dropna().groupby("item_id")["tag"]:
                 item_tags[item_id] = sorted(set(tags))
-        signals = cls(
-            item_vectors={} if items is None else dict(zip(items["item_id"], map(np.asarray, items["embedding"]))),
-            user_vectors={} if users is None else dict(zip(users["user_id"], map(np.asarray, users["embedding"]))),
-            item_tags=item_tags, query_tags=query_tags)
+        item_vectors = {} if items is None else dict(zip(items["item_id"], map(np.asarray, items["embedding"])))
+        signals = cls(item_vectors=item_vectors, user_vectors=_user_vectors(interactions, item_vectors),
+                      item_tags=item_tags, query_tags=query_tags)
         log.info("content signals: %d item vectors, %d user vectors, %d tagged items, %d users with query tags",
                  len(signals.item_vectors), len(signals.user_vectors), len(item_tags), len(query_tags))
         return signals
+
+
+def _user_vectors(interactions: pd.DataFrame, item_vectors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Confidence-weighted mean of engaged items' vectors, L2-normalised (same space as the items)."""
+    if not item_vectors:
+        return {}
+    positive = interactions[(interactions["confidence"] > 0) & interactions["item_id"].isin(item_vectors)]
+    vectors: dict[str, np.ndarray] = {}
+    for user_id, rows in positive.groupby("user_id"):
+        stacked = np.stack([item_vectors[i] for i in rows["item_id"]])
+        mean = rows["confidence"].to_numpy() @ stacked
+        norm = np.linalg.norm(mean)
+        if norm > 0:
+            vectors[user_id] = (mean / norm).astype(np.float32)
+    return vectors
 
 
 def _matrix(interactions: pd.DataFrame, user_index: dict[str, int], item_index: dict[str, int],
@@ -285,7 +305,7 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
         return step
 
     def snapshot_inputs(_: dict) -> dict:
-        inputs = registry.snapshot_ids([EVENTS, USERS, PLACES, CLIPS, ITEM_EMBEDDINGS, USER_EMBEDDINGS,
+        inputs = registry.snapshot_ids([EVENTS, USERS, PLACES, CLIPS, SEARCH_QUERIES, ITEM_EMBEDDINGS,
                                         ITEM_KEYWORDS, QUERY_TAGS])
         registry.record("running", input_snapshots=inputs)
         return {"input_snapshots": inputs}
@@ -301,7 +321,7 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
 
     def train(ctx: dict) -> dict:
         users = _read(lake, USERS, ("user_id", "home_lat", "home_lon"))
-        content = ContentSignals.load(lake)
+        content = ContentSignals.load(lake, ctx["split"].label_start, ctx["interactions"])
         results, profiles = {}, {}
         for surface in SURFACES:
             inputs = SurfaceInputs(surface, load_items(lake, surface),

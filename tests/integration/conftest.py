@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 
+from pathlib import Path
+
 import pytest
 
 from hybridrec.batch.jobs import generate_world_job
@@ -36,17 +38,25 @@ SMALL_WORLD = {"SYNTHETIC__N_USERS": "600", "SYNTHETIC__N_PLACES": "200", "SYNTH
                "SYNTHETIC__N_EVENTS": "60000", "SYNTHETIC__N_DAYS": "14", "RETRAIN__GRAPH_FILTER__IDEAL_RANK": "32"}
 
 
-@pytest.fixture(scope="module")
-def small_world(services, tmp_path_factory) -> Settings:
-    """Settings of a freshly generated small synthetic world with its own lake, models dir and index
-    prefix (nothing shared with the quick start or other modules); its indices are deleted afterwards."""
-    root = tmp_path_factory.mktemp("world")
-    environ = {f"HYBRIDREC__{k}": v for k, v in SMALL_WORLD.items()}
+def small_world_environ(root: Path, sizes: dict[str, str] = SMALL_WORLD) -> dict[str, str]:
+    """Environment overrides for a small world with its own lake, models dir and index prefix under ``root``."""
+    environ = {f"HYBRIDREC__{k}": v for k, v in sizes.items()}
     environ.update({"HYBRIDREC__LAKE__URI": f"sqlite:///{root / 'catalog.db'}",
                     "HYBRIDREC__LAKE__WAREHOUSE": (root / "warehouse").as_uri(),
                     "HYBRIDREC__RETRAIN__MODELS_DIR": str(root / "models"),
                     "HYBRIDREC__OPENSEARCH__INDEX_PREFIX": f"test-{secrets.token_hex(4)}"})
-    settings = load_settings(environ=environ)
+    return environ
+
+
+def delete_test_indices(settings: Settings) -> None:
+    SearchStore(settings).client.indices.delete(index=f"{settings.opensearch.index_prefix}-*", ignore_unavailable=True)
+
+
+@pytest.fixture(scope="module")
+def small_world(services, tmp_path_factory) -> Settings:
+    """Settings of a freshly generated small synthetic world (nothing shared with the quick start or
+    other modules); its indices are deleted afterwards."""
+    settings = load_settings(environ=small_world_environ(tmp_path_factory.mktemp("world")))
     generate_world_job(settings)
     yield settings
-    SearchStore(settings).client.indices.delete(index=f"{settings.opensearch.index_prefix}-*", ignore_unavailable=True)
+    delete_test_indices(settings)

@@ -1,7 +1,6 @@
 """Analyst notebooks run top to bottom (headless, cell by cell) against a small world and one retrain."""
 
 import json
-import secrets
 from pathlib import Path
 
 import pytest
@@ -9,24 +8,19 @@ import pytest
 from hybridrec.batch.jobs import generate_world_job
 from hybridrec.batch.retrain import retrain_job
 from hybridrec.config import PROJECT_ROOT, load_settings
-from hybridrec.search import SearchStore
+from tests.integration.conftest import delete_test_indices, small_world_environ
 
 pytestmark = pytest.mark.integration
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
-SMALL_WORLD = {"SYNTHETIC__N_USERS": "400", "SYNTHETIC__N_PLACES": "150", "SYNTHETIC__N_CLIPS": "400",
-               "SYNTHETIC__N_EVENTS": "40000", "SYNTHETIC__N_DAYS": "14", "RETRAIN__GRAPH_FILTER__IDEAL_RANK": "16"}
+NOTEBOOK_WORLD = {"SYNTHETIC__N_USERS": "400", "SYNTHETIC__N_PLACES": "150", "SYNTHETIC__N_CLIPS": "400",
+                  "SYNTHETIC__N_EVENTS": "40000", "SYNTHETIC__N_DAYS": "14", "RETRAIN__GRAPH_FILTER__IDEAL_RANK": "16"}
 
 
 @pytest.fixture(scope="module")
 def world(services, tmp_path_factory):
-    """Environment of a throwaway lake, models folder and index prefix, with a world and one retrain in it."""
-    root = tmp_path_factory.mktemp("notebooks")
-    environ = {f"HYBRIDREC__{k}": v for k, v in SMALL_WORLD.items()}
-    environ.update({"HYBRIDREC__LAKE__URI": f"sqlite:///{root / 'catalog.db'}",
-                    "HYBRIDREC__LAKE__WAREHOUSE": (root / "warehouse").as_uri(),
-                    "HYBRIDREC__RETRAIN__MODELS_DIR": str(root / "models"),
-                    "HYBRIDREC__OPENSEARCH__INDEX_PREFIX": f"test-{secrets.token_hex(4)}"})
+    """The notebooks read settings from the environment: point it at a small world with one retrain."""
+    environ = small_world_environ(tmp_path_factory.mktemp("notebooks"), NOTEBOOK_WORLD)
     with pytest.MonkeyPatch.context() as patch:
         for key, value in environ.items():
             patch.setenv(key, value)
@@ -34,7 +28,7 @@ def world(services, tmp_path_factory):
         generate_world_job(settings)
         retrain_job(settings)
         yield settings
-    SearchStore(settings).client.indices.delete(index=f"{settings.opensearch.index_prefix}-*", ignore_unavailable=True)
+    delete_test_indices(settings)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
