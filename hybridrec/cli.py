@@ -35,10 +35,12 @@ def infra() -> None:
     """Start, inspect and stop the local Kafka, OpenSearch and Spark/Iceberg set-up."""
 
 
-def _print_statuses(statuses) -> None:
+def _print_statuses(statuses, exit_code_if_unhealthy: int | None = None) -> None:
     for s in statuses:
         state = "healthy" if s.healthy else ("running, unhealthy" if s.running else "stopped")
         click.echo(f"{s.name:<12} port {s.port if s.port else '-':<6} {state:<20} {s.detail}  (log: {s.log})")
+    if exit_code_if_unhealthy is not None and not all(s.healthy for s in statuses):
+        sys.exit(exit_code_if_unhealthy)
 
 
 @infra.command("up")
@@ -47,10 +49,7 @@ def infra_up(ctx: click.Context) -> None:
     """Fetch (cached), start and health-check every service; safe to call twice."""
     from hybridrec.infra import manager
 
-    statuses = manager.up(_settings(ctx))
-    _print_statuses(statuses)
-    if not all(s.healthy for s in statuses):
-        sys.exit(1)
+    _print_statuses(manager.up(_settings(ctx)), exit_code_if_unhealthy=1)
 
 
 @infra.command("status")
@@ -59,10 +58,7 @@ def infra_status(ctx: click.Context) -> None:
     """Print each service, its port and health."""
     from hybridrec.infra import manager
 
-    statuses = manager.status(_settings(ctx))
-    _print_statuses(statuses)
-    if not all(s.healthy for s in statuses):
-        sys.exit(3)
+    _print_statuses(manager.status(_settings(ctx)), exit_code_if_unhealthy=3)
 
 
 @infra.command("down")
