@@ -8,6 +8,11 @@ concurrency, so the sink keeps running meanwhile (a sink commit that loses a rac
 One rule keeps exactly-once intact: expiry must never remove the newest snapshot that carries the
 sink's Kafka offsets, since compaction snapshots do not carry them and the sink walks back to it.
 Expiry therefore always retains every snapshot from the current one back to that one.
+
+Expiry removes a snapshot when it is older than ``now - snapshot_max_age_h`` (``now``: taken once per
+run, when its Spark session is up) and not among the ``retain_last`` newest ancestors of the current one;
+the report gives the exact cutoff (``expired_older_than_ms``), to the millisecond like the snapshots'
+own timestamps.
 """
 
 from __future__ import annotations
@@ -38,8 +43,19 @@ def snapshots_to_offsets(table: Table) -> int:
     return 0
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _to_millis(moment: datetime) -> datetime:
+    """``moment`` in UTC, cut to the millisecond (the precision of Iceberg's snapshot timestamps)."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
 def _timestamp(moment: datetime) -> str:
-    return f"TIMESTAMP '{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}'"
+    """A Spark SQL literal for ``moment`` (the session time zone is UTC), to the millisecond: cutting it
+    to whole seconds would move a cutoff up to a second earlier than configured."""
+    return f"TIMESTAMP '{_to_millis(moment):%Y-%m-%d %H:%M:%S.%f}'"
 
 
 def maintain_table(spark, lake: Lake, spec: TableSpec, settings: Settings, now: datetime) -> dict[str, Any]:
@@ -60,13 +76,15 @@ def maintain_table(spark, lake: Lake, spec: TableSpec, settings: Settings, now: 
         f"'target-file-size-bytes', '{s.compaction_target_file_mb * 1024 * 1024}')"))
     report["manifests"] = call("rewrite_manifests", "use_caching => false")
     retained = max(s.snapshots_retained, snapshots_to_offsets(lake.table(spec)))
-    expire_before = _timestamp(now - timedelta(hours=s.snapshot_max_age_h))
-    report["expiry"] = call("expire_snapshots", f"older_than => {expire_before}, retain_last => {retained}")
+    expire_before = _to_millis(now - timedelta(hours=s.snapshot_max_age_h))
+    report["expiry"] = call("expire_snapshots",
+                            f"older_than => {_timestamp(expire_before)}, retain_last => {retained}")
     orphans = spark.sql(f"CALL {catalog}.system.remove_orphan_files(table => '{name}', older_than => "
                         f"{_timestamp(now - timedelta(hours=s.orphan_file_age_h))})").collect()
     report["orphan_files_removed"] = len(orphans)
     report["data_files_after"] = len(lake.table(spec).inspect.files())
     report["snapshots_retained_at_least"] = retained
+    report["expired_older_than_ms"] = (expire_before - _EPOCH) // timedelta(milliseconds=1)
     return report
 
 
