@@ -117,6 +117,12 @@ def quickstart_job(settings: Settings) -> dict[str, Any]:
 
         return {"extract": extract_job(settings)}
 
+    def distill(_: dict) -> dict:
+        from hybridrec.batch.distill import distill_job
+
+        result = distill_job(settings)
+        return {"distill": {"run_id": result["run"].run_id, "metrics": result["metrics"]}}
+
     def retrain(_: dict) -> dict:
         from hybridrec.batch.retrain import retrain_job
 
@@ -129,6 +135,7 @@ def quickstart_job(settings: Settings) -> dict[str, Any]:
         Step("load-gowalla", gowalla, "Gowalla LightGCN split into gowalla.events_train/test"),
         Step("spark-lake-check", spark_check, "Spark reads the Iceberg tables pyiceberg wrote"),
         Step("extract", extract, "keywords, tags, query intent and content embeddings from reviews, clips, queries"),
+        Step("distill", distill, "teacher labels queries; query student + topic classifier for the cold start"),
         Step("retrain", retrain, "nightly pipeline: CF, candidates, LightGBM ranker, evaluation, publish"),
         Step("stream-demo", stream_demo, "replay recorded activity through Kafka; watch one user's context change"),
     ]
@@ -142,6 +149,11 @@ def quickstart_job(settings: Settings) -> dict[str, Any]:
     for name, metrics in retrained["metrics"].items():
         print(f"  {name:<20} ndcg {metrics[f'ndcg@{settings.retrain.eval_k}']:.4f}  "
               f"recall {metrics[f'recall@{settings.retrain.eval_k}']:.4f}")
+    distilled = context["distill"]["metrics"]
+    print(f"\ndistill {context['distill']['run_id']}: gold set v{distilled['gold_version']} "
+          f"tag F1 teacher {distilled['teacher']['tag_f1']:.3f} / student {distilled['student']['tag_f1']:.3f}, "
+          f"intent accuracy {distilled['teacher']['intent_accuracy']:.3f} / {distilled['student']['intent_accuracy']:.3f}, "
+          f"agreement on held-out texts {distilled['holdout_agreement']:.3f}")
     print("\nstep timings (s):", context["timings"])
     show_sample_feeds(settings)
     return context

@@ -29,7 +29,7 @@ COVISIT_NEIGHBOURS = 20
 GRAPH_CANDIDATES = 100
 POPULAR_FALLBACK = 200
 ITEM_META = {"place": ("title", "text", "region", "address", "price_level", "open_minute", "close_minute"),
-             "clip": ("title", "text", "creator_id", "duration_s", "language")}
+             "clip": ("title", "text", "creator_id", "duration_s", "language", "predicted_topic_path")}
 
 
 def fallback_path(settings: Settings) -> Path:

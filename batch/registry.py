@@ -47,3 +47,16 @@ def run_history(lake: Lake) -> pd.DataFrame:
         return pd.DataFrame(columns=MODEL_REGISTRY.column_names)
     log = lake.scan(MODEL_REGISTRY).to_pandas().sort_values("recorded_at")
     return log.groupby("run_id").tail(1).sort_values("recorded_at", ascending=False).reset_index(drop=True)
+
+
+def latest_model_files(lake: Lake, job: str, run_id: str | None = None) -> tuple[str, dict[str, str]]:
+    """(run id, model files) of ``run_id``, or of the newest run of ``job`` that succeeded."""
+    runs = run_history(lake)
+    runs = runs[(runs["status"] == "succeeded") & runs["run_id"].str.startswith(f"{job}-")]
+    if run_id is not None:
+        runs = runs[runs["run_id"] == run_id]
+    if runs.empty:
+        wanted = f"run {run_id}" if run_id else f"succeeded {job} run"
+        raise LookupError(f"no {wanted} in the model registry: run `hybridrec {job}` first")
+    row = runs.iloc[0]
+    return row["run_id"], json.loads(row["model_files"])

@@ -38,6 +38,7 @@ from hybridrec.lake import Lake
 from hybridrec.models.collaborative import ALSModel, BSPMModel
 from hybridrec.models.ranker import Ranker
 from hybridrec.models.ranking_metrics import list_metrics
+from hybridrec.models.student import TopicClassifier
 from hybridrec.pipeline import Step, run_steps
 from hybridrec.runinfo import RunContext, new_run
 
@@ -68,7 +69,8 @@ def _optional(lake: Lake, spec, columns: tuple[str, ...]) -> pd.DataFrame | None
     return _read(lake, spec, columns)
 
 
-def load_items(lake: Lake, surface: str) -> pd.DataFrame:
+def load_items(lake: Lake, surface: str, topic_classifier: TopicClassifier | None = None) -> pd.DataFrame:
+    """Catalogue rows of a surface; clips gain the topic classifier's path of their text when one is given."""
     if surface == "place":
         items = _read(lake, PLACES).rename(columns={"category_path": "topic_path"})
         items["title"] = items["name"]
@@ -77,7 +79,22 @@ def load_items(lake: Lake, surface: str) -> pd.DataFrame:
         items = _read(lake, CLIPS)
         items["text"] = items["title"] + " " + items["description"].fillna("")
         items["lat"], items["lon"] = np.nan, np.nan
+        if topic_classifier is not None:
+            items["predicted_topic_path"] = [topic_classifier.predict(f"{t}. {d or ''}").path
+                                             for t, d in zip(items["title"], items["description"])]
     return items
+
+
+def optional_topic_classifier(settings: Settings) -> TopicClassifier | None:
+    """The distill run's topic classifier, or None before the first distill run (clips then carry only
+    their catalogue topic)."""
+    from hybridrec.batch.distill import load_topic_classifier
+
+    try:
+        return load_topic_classifier(settings)
+    except LookupError as missing:
+        log.info("%s; clips are published without predicted topics", missing)
+        return None
 
 
 @dataclass
@@ -320,11 +337,12 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
         return {"split": split, "interaction_rows": rows, "interactions": matrix, "labels": _unseen(labels, matrix)}
 
     def train(ctx: dict) -> dict:
+        classifier = optional_topic_classifier(settings)
         users = _read(lake, USERS, ("user_id", "home_lat", "home_lon"))
         content = ContentSignals.load(lake, ctx["split"].label_start, ctx["interactions"])
         results, profiles = {}, {}
         for surface in SURFACES:
-            inputs = SurfaceInputs(surface, load_items(lake, surface),
+            inputs = SurfaceInputs(surface, load_items(lake, surface, classifier),
                                    ctx["interactions"][ctx["interactions"]["surface"] == surface],
                                    ctx["labels"][ctx["labels"]["surface"] == surface].drop(columns="surface"))
             results[surface], users_p, items_p = train_surface(settings, inputs, users, content,

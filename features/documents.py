@@ -32,6 +32,7 @@ def item_properties(cf_dim: int, content_dim: int | None) -> dict[str, Any]:
         "keywords": {"type": "text"},
         "tags": {"type": "keyword"},
         "topic_path": {"type": "keyword"},
+        "predicted_topic_path": {"type": "keyword"},  # the topic classifier's reading of a clip's text
         "creator_id": {"type": "keyword"},
         "region": {"type": "keyword"},
         "location": {"type": "geo_point"},

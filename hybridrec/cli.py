@@ -123,6 +123,19 @@ def retrain(ctx: click.Context, fail_at: str | None) -> None:
                            "indices": context["indices"]}, indent=2))
 
 
+@cli.command("distill")
+@click.pass_context
+def distill(ctx: click.Context) -> None:
+    """Cold start: teacher labels queries, noisy labels dropped, query student + topic classifier, gold scores."""
+    from hybridrec.batch.distill import distill_job
+
+    context = distill_job(_settings(ctx))
+    metrics = context["metrics"]
+    _print_json({"run_id": context["run"].run_id, "files": context["model_files"], "labels": metrics["labels"],
+                 **{who: {k: v for k, v in metrics[who].items() if k != "by_case"} for who in ("teacher", "student")},
+                 "gold_agreement": metrics["gold_agreement"], "holdout_agreement": metrics["holdout_agreement"]})
+
+
 @cli.command("rollback")
 @click.pass_context
 def rollback(ctx: click.Context) -> None:
@@ -136,7 +149,7 @@ def rollback(ctx: click.Context) -> None:
 @click.option("--limit", type=int, default=10)
 @click.pass_context
 def runs(ctx: click.Context, limit: int) -> None:
-    """Latest retrain runs from the model registry: status, config hash, metrics."""
+    """Latest retrain and distill runs from the model registry: status, config hash, metrics."""
     from hybridrec.batch.registry import run_history
     from hybridrec.lake import Lake
 
@@ -162,13 +175,30 @@ def bench_synthetic(ctx: click.Context) -> None:
 @click.pass_context
 def bench_extraction(ctx: click.Context) -> None:
     """Keyword/tag/intent quality vs the synthetic truth, Yelp and NSMC real text, reviews/s."""
+    metrics = _run_benchmark("extraction.py", _settings(ctx))
+    click.echo(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=2, ensure_ascii=False))
+
+
+@bench.command("distill")
+@click.pass_context
+def bench_distill(ctx: click.Context) -> None:
+    """Student vs teacher on the gold set (tag F1, intent, agreement) and queries/s on one core."""
+    _print_json(_run_benchmark("distill.py", _settings(ctx)))
+
+
+@bench.command("cold-start")
+@click.pass_context
+def bench_cold_start(ctx: click.Context) -> None:
+    """Search-only users: popularity vs raw search history vs student tags; soccer fans' baseball share."""
+    _print_json(_run_benchmark("cold_start.py", _settings(ctx)))
+
+
+def _run_benchmark(script: str, *args):
     import runpy
 
     from hybridrec.config import PROJECT_ROOT
 
-    benchmark = runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "extraction.py"))
-    metrics = benchmark["run_benchmark"](_settings(ctx))
-    click.echo(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=2, ensure_ascii=False))
+    return runpy.run_path(str(PROJECT_ROOT / "benchmarks" / script))["run_benchmark"](*args)
 
 
 @bench.command("gowalla", context_settings={"ignore_unknown_options": True})

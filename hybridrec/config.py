@@ -128,7 +128,7 @@ class StreamingSettings(_Section):
     search_tags_half_life_s: float = Field(86_400.0, gt=0)
     event_weights: dict[str, float] = Field(default_factory=lambda: {
         "click": 1.0, "dwell": 1.0, "like": 2.0, "save": 3.0, "share": 3.0, "visit": 4.0, "skip": -1.0})
-    query_tagger: Literal["rules", "extraction"] = "rules"
+    query_tagger: Literal["student", "rules", "extraction"] = "student"
     item_vectors_alias: str = "items-{surface}"
     item_vector_field: str = "content_vector"
     replay_rate: float = Field(1000.0, gt=0)
@@ -178,6 +178,24 @@ class ExtractionSettings(_Section):
     chunk_docs: int = Field(20_000, ge=1)  # documents per committed chunk: what a crash can lose
     http: ExtractionHttpSettings = ExtractionHttpSettings()
     generative: ExtractionGenerativeSettings = ExtractionGenerativeSettings()
+
+
+class DistillSettings(_Section):
+    """Cold start by distillation (``hybridrec distill``): teacher labels → query student + topic classifier."""
+
+    pool_size: int = Field(20_000, ge=0)  # generated queries the teacher labels besides the search log's
+    max_log_queries: int = Field(50_000, ge=1)  # most frequent distinct query texts taken from the search log
+    max_clips: int = Field(50_000, ge=0)  # clip texts the topic classifier learns from
+    min_teacher_confidence: float = Field(0.7, ge=0, le=1)
+    min_answer_agreement: float = Field(0.6, ge=0, le=1)  # share of a text's tagged searches that must agree
+    min_feature_count: int = Field(2, ge=1)
+    l2: float = Field(1e-6, ge=0)
+    tag_threshold: float = Field(0.4, gt=0, lt=1)
+    max_tags: int = Field(3, ge=1)
+    topic_min_confidence: float = Field(0.6, gt=0, le=1)  # the classifier stops at the broader topic below this
+    holdout_share: float = Field(0.1, ge=0, lt=1)  # teacher-labelled texts kept out of training, for agreement
+    seed: int = 7
+    student_run: str = ""  # "" = the newest succeeded distill run; else a run id under retrain.models_dir
 
 
 class ALSSettings(_Section):
@@ -265,6 +283,8 @@ class ServingSettings(_Section):
     model_check_interval_s: float = Field(30.0, gt=0)  # how often the served alias is checked for a new run
     search_timeout_s: float = Field(2.0, gt=0)
     kafka_timeout_s: float = Field(5.0, gt=0)
+    max_concurrent_feeds: int = Field(4, ge=1)  # feed pipelines at once per worker; more only share the GIL
+    max_queue_ms: float = Field(100.0, gt=0)  # a feed not started this long after arriving answers degraded
 
     @model_validator(mode="after")
     def _variants_distinct(self) -> "ServingSettings":
@@ -288,6 +308,7 @@ class Settings(_Section):
     streaming: StreamingSettings = StreamingSettings()
     extraction: ExtractionSettings = ExtractionSettings()
     retrain: RetrainSettings = RetrainSettings()
+    distill: DistillSettings = DistillSettings()
     serving: ServingSettings = ServingSettings()
 
     @model_validator(mode="after")

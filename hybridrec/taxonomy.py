@@ -120,6 +120,16 @@ class Taxonomy:
         parts = self.get(path).path.split("/")
         return tuple(self._by_path["/".join(parts[:i])] for i in range(len(parts) - 1, 0, -1))
 
+    def topic_of(self, path: str) -> str:
+        """The interest a tag stands for: itself when a topic, else its nearest topic ancestor (a dish → its category)."""
+        tag = self.get(path)
+        if tag.aspect == "topic":
+            return tag.path
+        topic = next((a for a in self.ancestors(path) if a.aspect == "topic"), None)
+        if topic is None:
+            raise ValueError(f"{path!r} is a {tag.aspect} tag with no topic above it")
+        return topic.path
+
     @staticmethod
     def is_ancestor(ancestor: str, descendant: str) -> bool:
         """Strict: a path is not its own ancestor."""
@@ -128,6 +138,12 @@ class Taxonomy:
     def lookup(self, form: str, language: str) -> Tag | None:
         """The tag a surface form grounds to (case-insensitive), or None."""
         return self._by_surface.get((language, form.casefold()))
+
+
+def most_specific(paths: Iterable[str]) -> tuple[str, ...]:
+    """Drop a path when a descendant of it is also present ("여행 아르헨티나": travel/south-america, not travel)."""
+    paths = tuple(dict.fromkeys(paths))
+    return tuple(p for p in paths if not any(Taxonomy.is_ancestor(p, o) for o in paths))
 
 
 def _tag(row: dict) -> Tag:

@@ -73,15 +73,18 @@ def local_minute(now: datetime, timezone: str) -> int:
 
 def hard_filters(items: Mapping[str, Mapping[str, Any]], surface: str, rules: RuleSet, blocked: set[str],
                  now: datetime) -> tuple[list[str], dict[str, int]]:
-    """Items that pass topic consistency and opening hours, and how many each rule removed."""
+    """Items that pass topic consistency and opening hours, and how many each rule removed.
+
+    Topic consistency reads the catalogue's topic and the topic classifier's (``predicted_topic_path``,
+    published by the retrain): a baseball clip filed under plain "sports" is still baseball."""
     minute = local_minute(now, rules.timezone)
     kept, removed = [], {"topic": 0, "closed": 0}
-    allowed: dict[str, bool] = {}  # per topic: candidates share few topics
+    allowed: dict[tuple[str, str], bool] = {}  # per topic pair: candidates share few topics
     for item_id, doc in items.items():
-        topic = doc.get("topic_path", "")
-        if topic not in allowed:
-            allowed[topic] = not rules.topic_consistency or topic_allowed(topic, blocked)
-        if not allowed[topic]:
+        topics = (doc.get("topic_path") or "", doc.get("predicted_topic_path") or "")
+        if topics not in allowed:
+            allowed[topics] = not rules.topic_consistency or all(topic_allowed(t, blocked) for t in topics if t)
+        if not allowed[topics]:
             removed["topic"] += 1
         elif surface == "place" and rules.open_now_only and not open_at(doc, minute):
             removed["closed"] += 1
@@ -104,7 +107,8 @@ def _unit_vectors(docs: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
 def select(ranked: Sequence[tuple[str, float]], items: Mapping[str, Mapping[str, Any]], limit: int,
            rules: RuleSet) -> list[str]:
     """Greedy MMR under caps: each step takes the allowed item maximising
-    λ·relevance − (1−λ)·(max cosine to the items already picked); relevance is the score min-max scaled."""
+    λ·relevance − (1−λ)·(max cosine to the items already picked); relevance is the score min-max scaled.
+    Only the picked items' similarity rows are computed (``limit`` of the pool's rows)."""
     pool = list(ranked[: max(limit * 10, 200)])  # deep enough that caps still leave a full feed
     if not pool:
         return []
@@ -112,7 +116,6 @@ def select(ranked: Sequence[tuple[str, float]], items: Mapping[str, Mapping[str,
     span = scores.max() - scores.min()
     relevance = (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
     vectors = _unit_vectors([items[i] for i, _ in pool])
-    similarity = vectors @ vectors.T if vectors is not None else np.zeros((len(pool), len(pool)))
     topic_cap = max(1, math.floor(rules.max_topic_share * limit))
     creators: dict[str, int] = {}
     topics: dict[str, int] = {}
@@ -135,5 +138,5 @@ def select(ranked: Sequence[tuple[str, float]], items: Mapping[str, Mapping[str,
         if creator:
             creators[creator] = creators.get(creator, 0) + 1
         topics[topic] = topics.get(topic, 0) + 1
-        max_sim = np.maximum(max_sim, similarity[best])
+        max_sim = np.maximum(max_sim, vectors @ vectors[best] if vectors is not None else 0.0)
     return picked

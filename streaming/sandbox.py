@@ -37,6 +37,8 @@ def sandbox_env(lake_root: Path, name: str) -> dict[str, str]:
         "HYBRIDREC__STREAMING__CONTEXT_GROUP": f"{name}-context",
         "HYBRIDREC__STREAMING__CONTEXT_INDEX": f"{name}-user-context",
         "HYBRIDREC__STREAMING__ITEM_VECTORS_ALIAS": f"{name}-items-{{surface}}",
+        # A sandbox's lake holds no distill run, and what it checks is the stream's mechanics.
+        "HYBRIDREC__STREAMING__QUERY_TAGGER": "rules",
     }
 
 

@@ -1,10 +1,11 @@
 """What a search query says about the user: its intent and the interest tags it names.
 
 The user context keeps tags only from interest queries: someone who looks up the exchange rate for
-Peru is not (necessarily) interested in travelling to South America. The keyword-extraction stage
-provides the learned tagger; :class:`RuleQueryTagger`, fast enough for any stream rate, grounds
-taxonomy surface forms and spots utility keywords. Both sit behind :class:`QueryTagger`;
-``streaming.query_tagger`` picks one (:func:`make_query_tagger`).
+Peru is not (necessarily) interested in travelling to South America. Three taggers sit behind
+:class:`QueryTagger`, ``streaming.query_tagger`` picks one (:func:`make_query_tagger`): the
+distilled student (the default: it learned the teacher's judgement and runs in tens of
+microseconds), :class:`RuleQueryTagger` (taxonomy surface forms and utility keywords, no training)
+and the keyword-extraction stage's tagger itself (the teacher: milliseconds per query).
 """
 
 from __future__ import annotations
@@ -57,8 +58,12 @@ class RuleQueryTagger:
         folded = text.casefold()
         if any(keyword in folded for keyword in self.utility_keywords):
             return QueryTags(QueryIntent.UTILITY, ())
-        tags = self._ground(_WORD.findall(folded))
+        tags = self.ground(folded)
         return QueryTags(QueryIntent.INTEREST, tags) if tags else QueryTags(QueryIntent.NAVIGATIONAL, ())
+
+    def ground(self, text: str) -> tuple[str, ...]:
+        """Every tag whose surface form the text contains, whatever the query was for."""
+        return self._ground(_WORD.findall(text.casefold()))
 
     def _lookup(self, form: str) -> str | None:
         for language in LANGUAGES:
@@ -112,6 +117,23 @@ class ExtractionQueryTagger:
         return QueryTags(QueryIntent(tagged.intent), tuple(tagged.tags))
 
 
+class StudentQueryTagger:
+    """The distilled query student (``hybridrec distill``) of ``distill.student_run`` or the newest run."""
+
+    def __init__(self, settings: Settings):
+        from hybridrec.batch.distill import load_student
+
+        self._student = load_student(settings)
+        log.info("query tagging by the student of %s", self._student.header.get("run_id"))
+
+    def tag(self, text: str) -> QueryTags:
+        found = self._student.predict(text)
+        return QueryTags(found.intent, found.tags)
+
+
+TAGGERS = {"student": StudentQueryTagger, "rules": lambda _: RuleQueryTagger(), "extraction": ExtractionQueryTagger}
+
+
 class CachedQueryTagger:
     """Remembers the tags of recent query texts: popular queries repeat a lot."""
 
@@ -120,7 +142,6 @@ class CachedQueryTagger:
 
 
 def make_query_tagger(settings: Settings) -> QueryTagger:
-    """``streaming.query_tagger``: ``rules`` (fast, the default) or ``extraction`` (the learned tagger:
-    better on free text, but ~20 ms per new query on a CPU, so only where queries are few or hardware ample)."""
-    inner = ExtractionQueryTagger(settings) if settings.streaming.query_tagger == "extraction" else RuleQueryTagger()
-    return CachedQueryTagger(inner)
+    """``streaming.query_tagger``. The student needs a distill run: without one this fails and says so,
+    rather than quietly tagging with something else."""
+    return CachedQueryTagger(TAGGERS[settings.streaming.query_tagger](settings))

@@ -27,7 +27,7 @@ from hybridrec.models.extraction.schema import (
 )
 from hybridrec.models.extraction.untrusted import prepare
 from hybridrec.models.text import Embedder
-from hybridrec.taxonomy import Tag, Taxonomy
+from hybridrec.taxonomy import Tag, Taxonomy, most_specific
 
 # Things people look up rather than want a feed about. Latin cues match whole words, Hangul cues anywhere.
 UTILITY_CUES = (
@@ -58,11 +58,6 @@ def _cue_pattern(cues: Sequence[str]) -> re.Pattern[str]:
 _UTILITY = _cue_pattern(UTILITY_CUES)
 _NAVIGATION_STRONG = _cue_pattern(NAVIGATION_STRONG_CUES)
 _SITE = re.compile(rf"^(?:{'|'.join(re.escape(s) for s in sorted(SITE_NAMES, key=len, reverse=True))})(?:\s|$)")
-
-
-def most_specific(tags: Sequence[str]) -> list[str]:
-    """Drop a tag when a descendant of it is also present ("여행 아르헨티나": travel/south-america, not travel)."""
-    return [t for t in dict.fromkeys(tags) if not any(o.startswith(t + "/") for o in tags)]
 
 
 class TaxonomyMatcher:
@@ -178,7 +173,7 @@ class OfflineQueryTagger:
         cands = candidates(query, self.matcher.gazetteer)[: self.cfg.max_keywords]
         vectors = self.matcher.project(self.embedder.encode([c.text for c in cands])) if cands else []
         tags = [t.path for c, v in zip(cands, vectors) if (t := self.matcher.tag_for(c, v)) is not None]
-        tags, confidence = self._with_answer_docs(most_specific(tags), answer_docs)
+        tags, confidence = self._with_answer_docs(list(most_specific(tags)), answer_docs)
         keywords = [c.text for c in cands]
         if tags:
             return {"intent": QueryIntent.INTEREST.value, "tags": tags, "keywords": keywords, "confidence": confidence}
@@ -194,7 +189,7 @@ class OfflineQueryTagger:
         if not tags:
             return agreed[:2], 0.6
         specialised = [next((d for d in agreed if d.startswith(t + "/")), t) for t in tags]
-        return most_specific(specialised), 0.9
+        return list(most_specific(specialised)), 0.9
 
     def _nearest_cue(self, query: str, keywords: list[str]) -> dict:
         """Neither cue nor tag: utility or navigational, whichever cue list the query is closer to."""

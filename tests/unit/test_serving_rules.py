@@ -56,6 +56,14 @@ def test_hard_filters_count_what_they_remove():
     assert kept == ["y"] and removed["topic"] == 1
 
 
+def test_the_classifiers_topic_catches_a_baseball_clip_filed_under_sports():
+    items = {"filed-broadly": {"topic_path": "sports", "predicted_topic_path": "sports/baseball"},
+             "soccer": {"topic_path": "sports", "predicted_topic_path": "sports/soccer"},
+             "unclassified": {"topic_path": "sports/soccer"}}
+    kept, removed = hard_filters(items, "clip", _rules(), {"sports/baseball"}, datetime.now(timezone.utc))
+    assert kept == ["soccer", "unclassified"] and removed["topic"] == 1
+
+
 def test_reason_names_the_users_interests_then_falls_back_to_the_source():
     doc = {"tags": ["food/japanese/ramen", "food/japanese"], "topic_path": "food/japanese/ramen"}
     liked = reason(doc, ["als"], "place", {"food/japanese/ramen": 0.6}, {}, TAXONOMY)

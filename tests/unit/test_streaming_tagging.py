@@ -56,4 +56,13 @@ def test_the_learned_tagger_plugs_in_through_config():
     tagger = make_query_tagger(settings)
     assert tagger.tag("손흥민 하이라이트") == QueryTags(QueryIntent.INTEREST, ("sports/soccer",))
     assert tagger.tag("peru exchange rate").intent == QueryIntent.UTILITY
-    assert isinstance(make_query_tagger(load_settings(environ={})).tag("nba"), QueryTags)
+    rules = make_query_tagger(load_settings(environ={"HYBRIDREC__STREAMING__QUERY_TAGGER": "rules"}))
+    assert rules.tag("nba") == QueryTags(QueryIntent.INTEREST, ("sports/basketball",))
+
+
+def test_the_student_tagger_without_a_distill_run_fails_loudly(tmp_path):
+    settings = load_settings(environ={"HYBRIDREC__LAKE__URI": f"sqlite:///{tmp_path / 'catalog.db'}",
+                                      "HYBRIDREC__LAKE__WAREHOUSE": tmp_path.as_uri()})
+    assert settings.streaming.query_tagger == "student"
+    with pytest.raises(LookupError, match="hybridrec distill"):
+        make_query_tagger(settings)
