@@ -91,3 +91,31 @@ def test_a_rerun_reads_only_the_changed_review(settings, first_run):
     assert rerun["item-embeddings"]["accepted"] <= 1  # only the edited review's place can have new text
     tags = {k["tag"] for k in _rows(lake, REVIEW_KEYWORDS) if k["review_id"] == changed_id}
     assert {"mood/quiet", "food/japanese/sushi/omakase"} <= tags
+
+
+def test_distill_learns_from_the_extracted_world_and_serves_the_stream(settings, first_run, tmp_path):
+    """`hybridrec distill` end to end on the extraction's outputs: registry row, loadable models, the
+    stream's tagger is the student."""
+    from hybridrec.batch.distill import distill_job, distilled_files, load_topic_classifier
+    from hybridrec.batch.registry import run_history
+    from hybridrec.contract import QueryIntent
+    from hybridrec.streaming.tagging import make_query_tagger
+
+    distilled = settings.model_copy(update={
+        "distill": settings.distill.model_copy(update={"pool_size": 3000}),
+        "retrain": settings.retrain.model_copy(update={"models_dir": str(tmp_path / "models")}),
+    })
+    context = distill_job(distilled)
+    run_id, files = distilled_files(distilled)
+    assert run_id == context["run"].run_id and set(files) == {"student", "topic_classifier", "teacher_labels",
+                                                               "metrics"}
+    history = run_history(Lake(distilled))
+    assert history.loc[history["run_id"] == run_id, "status"].tolist() == ["succeeded"]
+    counts = context["metrics"]["labels"]
+    assert sum(n for key, n in counts.items() if not key.startswith("clip/")) == len(context["labels"])
+    assert context["metrics"]["student"]["tag_f1"] >= 0.5  # learned from a 3,000-query pool only
+
+    tagger = make_query_tagger(distilled)  # streaming.query_tagger defaults to the student
+    assert tagger.tag("peru visa").intent == QueryIntent.UTILITY
+    assert tagger.tag("peru visa").tags == ()
+    assert load_topic_classifier(distilled).predict("soccer highlights. #sports").path.startswith("sports")
