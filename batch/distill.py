@@ -41,7 +41,7 @@ from hybridrec.config import Settings
 from hybridrec.contract import CLIPS, INTENTS, ITEM_KEYWORDS, QUERY_TAGS, SEARCH_QUERIES, QueryIntent
 from hybridrec.lake import Lake
 from hybridrec.models.student import QueryStudent, TopicClassifier
-from hybridrec.pipeline import Step, run_steps
+from hybridrec.pipeline import Step
 from hybridrec.runinfo import new_run
 from hybridrec.taxonomy import Taxonomy, load_taxonomy, most_specific
 
@@ -348,14 +348,8 @@ def distill_job(settings: Settings) -> dict[str, Any]:
         Step("topic-classifier", topic_classifier, "fit the hierarchical topic classifier on clips and queries"),
         Step("evaluate", evaluate, "teacher and student on the gold set; save model files"),
     ]
-    try:
-        run_steps("distill", steps, context)
-    except Exception as err:
-        registry.record("failed", input_snapshots=context.get("input_snapshots", {}), detail=str(err))
-        raise
-    registry.record("succeeded", input_snapshots=context["input_snapshots"], model_files=context["model_files"],
-                    metrics={k: v for k, v in context["metrics"].items() if k != "labels"})
-    return context
+    return registry.run_steps(steps, context, lambda ctx: {
+        "model_files": ctx["model_files"], "metrics": {k: v for k, v in ctx["metrics"].items() if k != "labels"}})
 
 
 def distilled_files(settings: Settings) -> tuple[str, dict[str, str]]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
 
 from hybridrec.contract import MODEL_REGISTRY, TableSpec
 from hybridrec.lake import Lake
+from hybridrec.pipeline import Step, run_steps
 from hybridrec.runinfo import RunContext
 
 
@@ -26,6 +28,18 @@ class Registry:
                 if snapshot is not None:
                     ids[f"{spec.namespace}.{spec.name}"] = snapshot.snapshot_id
         return ids
+
+    def run_steps(self, steps: Sequence[Step], context: dict[str, Any],
+                  outcome: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """Run the job's steps and log how it went: ``failed`` with the error, or ``succeeded`` with
+        ``outcome(context)`` (model files, metrics, indices). Steps record ``input_snapshots`` first."""
+        try:
+            run_steps(self.run.job, steps, context)
+        except Exception as err:
+            self.record("failed", input_snapshots=context.get("input_snapshots", {}), detail=str(err))
+            raise
+        self.record("succeeded", input_snapshots=context["input_snapshots"], **outcome(context))
+        return context
 
     def record(self, status: str, input_snapshots: dict[str, int], model_files: dict[str, str] | None = None,
                metrics: dict[str, Any] | None = None, indices: dict[str, str] | None = None,

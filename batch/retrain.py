@@ -39,7 +39,7 @@ from hybridrec.models.collaborative import ALSModel, BSPMModel
 from hybridrec.models.ranker import Ranker
 from hybridrec.models.ranking_metrics import list_metrics
 from hybridrec.models.student import TopicClassifier
-from hybridrec.pipeline import Step, run_steps
+from hybridrec.pipeline import Step
 from hybridrec.runinfo import RunContext, new_run
 
 log = logging.getLogger(__name__)
@@ -377,14 +377,8 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
         Step("evaluate", guarded("evaluate", record_evaluation), "metrics per model and segment, plots, model files"),
         Step("publish", guarded("publish", publish), "new versioned indices, one atomic alias swap"),
     ]
-    try:
-        run_steps("retrain", steps, context)
-    except Exception as err:
-        registry.record("failed", input_snapshots=context.get("input_snapshots", {}), detail=str(err))
-        raise
-    registry.record("succeeded", input_snapshots=context["input_snapshots"], model_files=context["model_files"],
-                    metrics=context["headline"], indices=context["indices"])
-    return context
+    return registry.run_steps(steps, context, lambda ctx: {
+        "model_files": ctx["model_files"], "metrics": ctx["headline"], "indices": ctx["indices"]})
 
 
 def _candidates_table(result: SurfaceResult, run: RunContext):
