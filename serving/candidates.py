@@ -11,7 +11,9 @@ feature: ``keyword`` (BM25 on the user's interest tags) and ``trending``; they w
 ranker judges their items by the profile features.
 
 Where the time goes decides the shape. Per request OpenSearch runs only what depends on the user —
-k-NN, BM25 and the geo ring — in one ``_msearch`` that returns ids and scores, no documents. What
+k-NN, BM25 and the geo ring — in one ``_msearch`` that returns ids and scores, no documents: the
+ids are read from doc values (:data:`IDS_ONLY`), because loading a hit's stored ``_id`` decompresses
+the stored block holding its ``_source``, 512-d vectors and all, and that was most of each search. What
 is the same for every user (popular, trending, the most popular items of each topic) is fetched
 once per refresh interval (:class:`GlobalLists`). Item documents come from :class:`ItemCache`: a
 published index never changes, so each document is read from OpenSearch once. Already seen or
@@ -47,6 +49,12 @@ SERVING_ONLY_SOURCES = ("keyword", "trending")
 CONTENT_TOPIC_EPSILON = 1e-3  # batch ContentSource's weight floor for zero-popularity items
 ITEM_CACHE_SIZE = 200_000  # documents per worker, ~1 KB each with a 64-d vector: a whole catalogue of this size
 RRF_K = 60  # reciprocal-rank fusion constant
+IDS_ONLY = {"stored_fields": "_none_", "docvalue_fields": ["item_id"]}  # hits carry fields.item_id and the score
+
+
+def hit_id(hit: dict[str, Any]) -> str:
+    """The item id of a hit of an :data:`IDS_ONLY` search."""
+    return hit["fields"]["item_id"][0]
 
 
 @dataclass(frozen=True)
@@ -124,11 +132,14 @@ class Candidates:
         return pd.DataFrame(columns, index=pd.RangeIndex(len(ids)))
 
     def fused(self, ids: list[str]) -> np.ndarray:
-        """Reciprocal-rank fusion over every source (serving-only ones too): Σ 1 / (RRF_K + rank)."""
+        """Reciprocal-rank fusion over every source (serving-only ones too): Σ 1 / (RRF_K + rank), ranks
+        as :func:`_ranks` gives them over ``ids``; walks each source's own scores, not every id per source."""
+        position = {item_id: n for n, item_id in enumerate(ids)}
         total = np.zeros(len(ids))
-        for source in self.scores:
-            ranks = _ranks(self._values(source, ids))
-            total += np.where(np.isnan(ranks), 0.0, 1.0 / (RRF_K + np.nan_to_num(ranks)))
+        for scores in self.scores.values():
+            present = sorted((-v, position[i]) for i, v in scores.items() if i in position)
+            for rank, (_, n) in enumerate(present, start=1):
+                total[n] += 1.0 / (RRF_K + rank)
         return total
 
     def cap(self, size: int) -> None:
@@ -199,7 +210,8 @@ class ItemCache:
         return found
 
     def _put(self, index: str, docs: Mapping[str, dict[str, Any]]) -> dict[str, tuple[dict[str, Any], ItemProfile]]:
-        entries = {i: (_compact(d), item_profile_from_document(d)) for i, d in docs.items()}
+        compact = {i: _compact(d) for i, d in docs.items()}  # profiles share its arrays: no list → array per request
+        entries = {i: (d, item_profile_from_document(d)) for i, d in compact.items()}
         with self._lock:
             for item_id, entry in entries.items():
                 self._entries[(index, item_id)] = entry
@@ -223,7 +235,8 @@ class Shared:
 class GlobalLists:
     """Popular, trending and per-topic popular items of each served index, refreshed every ``ttl_s``
     (one ``_msearch``); each request drops its own excluded items locally. ``size`` per list leaves
-    room for what a heavy user has already seen."""
+    room for what a heavy user has already seen. A refresh takes tens of milliseconds: one request
+    makes it while the others go on with the lists it replaces, so no request queues behind it."""
 
     MAX_TOPICS = 10_000  # more than the taxonomy has leaves: every topic gets its list
     MAX_PER_TOPIC = 100  # OpenSearch's default index.max_inner_result_window
@@ -237,7 +250,9 @@ class GlobalLists:
         fetched = self._lists.get(index)
         if fetched is not None and time.monotonic() - fetched[0] < self.ttl_s:
             return fetched[1]
-        with self._lock:  # one refresh; requests that queued behind it use its result
+        if not self._lock.acquire(blocking=fetched is None):
+            return fetched[1]  # stale, and another request is refreshing them
+        try:  # one refresh; requests that had no lists yet and queued behind it use its result
             fetched = self._lists.get(index)
             now = time.monotonic()
             if fetched is None or now - fetched[0] >= self.ttl_s:
@@ -245,27 +260,30 @@ class GlobalLists:
                 # lists of indices no longer served (an earlier run) stop being refreshed and go
                 self._lists = {k: v for k, v in self._lists.items() if now - v[0] < 10 * self.ttl_s}
                 self._lists[index] = fetched
+        finally:
+            self._lock.release()
         return fetched[1]
 
     def _fetch(self, index: str) -> Shared:
         by_popularity = [{"popularity": {"order": "desc"}}]
         trending_score = "doc['trending'].value * Math.log1p(doc['popularity'].value)"
-        per_topic = {"size": min(self.size, self.MAX_PER_TOPIC), "sort": by_popularity, "_source": ["region"]}
+        fields = {**IDS_ONLY, "docvalue_fields": ["item_id", "region"]}
+        per_topic = {"size": min(self.size, self.MAX_PER_TOPIC), "sort": by_popularity, **fields}
         popular, trending, topics = self.store.msearch_responses(index, [
-            {"size": self.size, "_source": ["region"], "sort": by_popularity, "query": {"match_all": {}}},
-            {"size": self.size, "_source": ["region"],
-             "query": {"script_score": {"query": {"match_all": {}}, "script": {"source": trending_score}}}},
+            {"size": self.size, "sort": by_popularity, "query": {"match_all": {}}, **fields},
+            {"size": self.size, "query": {"script_score": {"query": {"match_all": {}},
+                                                           "script": {"source": trending_score}}}, **fields},
             {"size": 0, "aggs": {"topics": {"terms": {"field": "topic_path", "size": self.MAX_TOPICS},
                                             "aggs": {"top": {"top_hits": per_topic}}}}},
         ])
 
         def region(hit: dict[str, Any]) -> str | None:
-            return (hit.get("_source") or {}).get("region")
+            return (hit["fields"].get("region") or [None])[0]
 
         return Shared(
-            popular=[(h["_id"], math.log1p(float(h["sort"][0])), region(h)) for h in popular["hits"]["hits"]],
-            trending=[(h["_id"], float(h["_score"]), region(h)) for h in trending["hits"]["hits"]],
-            by_topic={b["key"]: [(h["_id"], float(h["sort"][0]), region(h)) for h in b["top"]["hits"]["hits"]]
+            popular=[(hit_id(h), math.log1p(float(h["sort"][0])), region(h)) for h in popular["hits"]["hits"]],
+            trending=[(hit_id(h), float(h["_score"]), region(h)) for h in trending["hits"]["hits"]],
+            by_topic={b["key"]: [(hit_id(h), float(h["sort"][0]), region(h)) for h in b["top"]["hits"]["hits"]]
                       for b in topics["aggregations"]["topics"]["buckets"]})
 
 
@@ -276,7 +294,7 @@ def _keyword_query(request: CandidateRequest, labels: Mapping[str, str]) -> dict
     words = " ".join(labels.get(t, t.rsplit("/", 1)[-1].replace("_", " ")) for t, _ in tags)
     should.append({"multi_match": {"query": words, "fields": ["title", "text", "keywords"]}})
     query = {"bool": {"should": should, "minimum_should_match": 1, "filter": list(request.item_filter)}}
-    return {"size": request.fetch_size(request.depth), "_source": False, "query": query}
+    return {"size": request.fetch_size(request.depth), "query": query, **IDS_ONLY}
 
 
 def _knn(field_name: str, vector: list[float], request: CandidateRequest) -> dict[str, Any]:
@@ -284,12 +302,12 @@ def _knn(field_name: str, vector: list[float], request: CandidateRequest) -> dic
     query: dict[str, Any] = {"vector": vector, "k": size}
     if request.item_filter:
         query["filter"] = {"bool": {"filter": list(request.item_filter)}}
-    return {"size": size, "_source": False, "query": {"knn": {field_name: query}}}
+    return {"size": size, "query": {"knn": {field_name: query}}, **IDS_ONLY}
 
 
 def build_queries(request: CandidateRequest, labels: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """One search body per per-user source that has something to go on, keyed by a query name.
-    Every body returns ids and scores only; documents come from the item cache."""
+    Every body returns ids (from doc values) and scores only; documents come from the item cache."""
     queries: dict[str, dict[str, Any]] = {}
     if request.cf_vector:
         queries["als"] = _knn("cf_vector", request.cf_vector, request)
@@ -301,9 +319,8 @@ def build_queries(request: CandidateRequest, labels: Mapping[str, str]) -> dict[
         lat, lon = request.location
         ring = {"geo_distance": {"distance": f"{request.radius_km}km", "location": {"lat": lat, "lon": lon}}}
         # the most popular places in the ring, re-scored with their distance below: a wider ring than depth
-        queries["geo"] = {"size": request.fetch_size(request.depth * 4), "_source": False,
-                          "sort": [{"popularity": {"order": "desc"}}],
-                          "query": {"bool": {"filter": [*request.item_filter, ring]}}}
+        queries["geo"] = {"size": request.fetch_size(request.depth * 4), "sort": [{"popularity": {"order": "desc"}}],
+                          "query": {"bool": {"filter": [*request.item_filter, ring]}}, **IDS_ONLY}
     return queries
 
 
@@ -347,9 +364,9 @@ def gather(store: ServingStore, cache: ItemCache, shared_lists: GlobalLists, req
     for name, hits in results.items():
         source = name.split(":", 1)[0]
         if source == "content":
-            scored = [(h["_id"], 2.0 * float(h["_score"]) - 1.0) for h in hits]  # Lucene cosinesimil → cosine
+            scored = [(hit_id(h), 2.0 * float(h["_score"]) - 1.0) for h in hits]  # Lucene cosinesimil → cosine
         else:  # als and geo are re-scored from the documents below; keyword's BM25 is its score
-            scored = [(h["_id"], float(h["_score"] or 0.0)) for h in hits]
+            scored = [(hit_id(h), float(h["_score"] or 0.0)) for h in hits]
         proposed.setdefault(source, []).extend(scored)
     if request.graph:
         proposed["graph"] = list(request.graph)
