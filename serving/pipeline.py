@@ -1,5 +1,6 @@
-"""The feed request as named, timed steps: load → candidates → rank → rules → respond.
+"""The feed request as named, timed steps: (queue →) load → candidates → rank → rules → respond.
 
+* queue: from reaching the app to the pipeline's start (waiting for a slot, the thread hop);
 * load: the user's published document and real-time context, one ``_mget``;
 * candidates: the per-user sources in one ``_msearch``, the shared lists and the item cache
   (:mod:`hybridrec.serving.candidates`), capped to the ``RANKED_POOL`` the sources agree on most;
@@ -9,7 +10,8 @@
 * respond: reasons and the response body.
 
 Any failure of OpenSearch or the model turns the answer into the local fallback list with
-``degraded: true`` (and a metric): the feed answers, and never pretends to be personalised.
+``degraded: true`` (and a metric): the feed answers, and never pretends to be personalised. So
+does a request that waited too long for the server (:meth:`FeedPipeline.shed`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -83,9 +85,11 @@ class Stages:
         try:
             yield
         finally:
-            elapsed = time.perf_counter() - start
-            self.ms[name] = round(elapsed * 1000, 2)
-            self.metrics.stage_seconds.labels(name).observe(elapsed)
+            self.record(name, time.perf_counter() - start)
+
+    def record(self, name: str, elapsed_s: float) -> None:
+        self.ms[name] = round(elapsed_s * 1000, 2)
+        self.metrics.stage_seconds.labels(name).observe(elapsed_s)
 
 
 class FeedPipeline:
@@ -101,9 +105,13 @@ class FeedPipeline:
     def variant(self, user_id: str) -> ExperimentVariant:
         return assign(self.cfg.experiment_name, self.cfg.experiments, user_id)
 
-    def feed(self, query: FeedQuery) -> dict[str, Any]:
+    def feed(self, query: FeedQuery, arrived: float | None = None) -> dict[str, Any]:
+        """The personalised feed; ``arrived`` (``time.perf_counter()`` when the request reached the app)
+        adds the time it waited before this started as the ``queue`` stage."""
         variant = self.variant(query.user_id)
         stages = Stages(self.metrics)
+        if arrived is not None:
+            stages.record("queue", time.perf_counter() - arrived)
         try:
             model = self._model(query.surface, variant)
             if self.warm_item_cache:
@@ -143,6 +151,8 @@ class FeedPipeline:
         seeds = list(dict.fromkeys([e["item_id"] for e in recent] + [i for i in seen if i not in skipped]))
         content_vectors = [v for v in (profile.content_vector, ((context or {}).get("interest") or {}).get("vector"))
                            if v and model.content_dim and len(v) == model.content_dim]
+        if profile.content_vector:  # an array once here, not a list converted per candidate by the features
+            profile = replace(profile, content_vector=np.asarray(profile.content_vector, dtype=np.float64))
         location = query.location or (
             (profile.lat, profile.lon) if profile.lat is not None and profile.lon is not None else None)
         tags = cold_start.interest_tags(profile, context, self.cfg.interest_tags)
@@ -202,17 +212,25 @@ class FeedPipeline:
                 "degraded": False, "sources_answered": candidates.counts(),
                 "sources_missing": [s for s in SOURCES if s not in candidates.counts()], "items": items}
 
+    def shed(self, query: FeedQuery) -> dict[str, Any]:
+        """The fallback answer to a request the server has no time for (:mod:`hybridrec.serving.admission`)."""
+        return self._fallback(query, self.variant(query.user_id), "overloaded", "overloaded", Stages(self.metrics))
+
     def _degraded(self, query: FeedQuery, variant: ExperimentVariant, err: Exception, stages: Stages) -> dict[str, Any]:
         kind = err.reason if isinstance(err, ModelUnavailable) else "search"
         log.warning("feed for %s on %s degraded (%s unavailable): %s", query.user_id, query.surface, kind, err)
+        return self._fallback(query, variant, kind, f"{kind} unavailable", stages, err)
+
+    def _fallback(self, query: FeedQuery, variant: ExperimentVariant, kind: str, why: str, stages: Stages,
+                  cause: Exception | None = None) -> dict[str, Any]:
         self.metrics.degraded.labels(query.surface, kind).inc()
         with stages.stage("fallback"):
             ids = self.fallback.items(query.surface, None, query.limit)
         if not ids:
-            raise FeedUnavailable(f"{kind} unavailable and no fallback list at {self.fallback.path}") from err
+            raise FeedUnavailable(f"{why} and no fallback list at {self.fallback.path}") from cause
         return {"request_id": uuid.uuid4().hex, "user_id": query.user_id, "surface": query.surface,
                 "run_id": self.fallback.run_id, "experiment_variant": variant.name, "segment": "unknown",
-                "degraded": True, "degraded_reason": f"{kind} unavailable", "sources_answered": {"fallback": len(ids)},
+                "degraded": True, "degraded_reason": why, "sources_answered": {"fallback": len(ids)},
                 "sources_missing": list(SOURCES),
                 "items": [{"item_id": i, "position": n, "score": None, "sources": ["fallback"], "title": None,
                            "topic_path": None, "reason": "popular right now"} for n, i in enumerate(ids, start=1)],

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from urllib.parse import quote
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
@@ -85,7 +87,7 @@ def test_warm_user_gets_a_ranked_personalised_feed(client, world, warm_user, sur
     assert len({i["item_id"] for i in items}) == len(items)
     assert all(i["sources"] and i["reason"] and i["topic_path"] for i in items)
     assert {"als", "popular"} <= set(body["sources_answered"])
-    assert set(body["timings_ms"]) == {"load", "candidates", "rank", "rules", "respond"}
+    assert set(body["timings_ms"]) == {"queue", "load", "candidates", "rank", "rules", "respond"}
 
 
 def test_soccer_only_user_sees_no_baseball_clips(client, settings):
@@ -112,6 +114,30 @@ def test_dead_opensearch_answers_from_the_fallback_file(settings):
     assert body["degraded"] is True and body["degraded_reason"] == "search unavailable"
     assert [i["item_id"] for i in body["items"]] == published["clip"]["all"][:5]
     assert body["run_id"] == published["run_id"]
+
+
+def test_an_overloaded_server_sheds_to_the_fallback_list_instead_of_queueing(settings, warm_user):
+    """One pipeline slot and a 10 ms queue deadline: of feeds sent together, those that could not start
+    in time answer at once from the published fallback list, marked degraded, and are counted."""
+    busy = settings.model_copy(update={"serving": settings.serving.model_copy(
+        update={"max_concurrent_feeds": 1, "max_queue_ms": 10.0})})
+    published = json.loads(fallback_path(settings).read_text())
+    with TestClient(create_app(busy)) as busy_client, ThreadPoolExecutor(8) as pool:
+        assert _feed(busy_client, warm_user, "clip")["degraded"] is False  # models and lists loaded
+
+        def get(_: int):
+            return busy_client.get(f"/v1/feed/{warm_user}", params={"surface": "clip", "limit": 5})
+
+        responses = list(pool.map(get, range(16)))
+        metrics = busy_client.get("/metrics").text
+    assert all(r.status_code == 200 for r in responses)
+    bodies = [r.json() for r in responses]
+    shed = [b for b in bodies if b["degraded"]]
+    assert shed and len(shed) < len(bodies)
+    for body in shed:
+        assert body["degraded_reason"] == "overloaded" and body["run_id"] == published["run_id"]
+        assert [i["item_id"] for i in body["items"]] == published["clip"]["all"][:5]
+    assert f'hybridrec_feed_degraded_responses_total{{reason="overloaded",surface="clip"}} {len(shed)}.0' in metrics
 
 
 def _consume(settings, event_id: str, timeout_s: float = 30) -> dict:
@@ -221,7 +247,8 @@ def test_fuzzed_openapi_requests_never_5xx_except_503(client, warm_user):
 # ---------------------------------------------------------------- real-time user context
 
 def _write_context(settings, user: str, events: list[dict]) -> None:
-    """The user's first context document, folded from ``events`` exactly as the streaming updater folds them."""
+    """The user's context document, folded from ``events`` exactly as the streaming updater folds them.
+    Indexed, not created: a quick-start demo run against the same index may have left one for the user."""
     store = ContextStore.from_settings(settings)
     store.ensure_index()
     k = settings.kafka
@@ -229,8 +256,8 @@ def _write_context(settings, user: str, events: list[dict]) -> None:
                            k.events_topic, k.queries_topic)
     messages = [Message(k.events_topic, 0, offset, 0, EventRecord.model_validate(event))
                 for offset, event in enumerate(events)]
-    written, conflicts = store.save({user: (folder.fold(None, user, messages, {}), None)})
-    assert user in written and not conflicts
+    doc = {**folder.fold(None, user, messages, {}), "updated_at_ms": int(time.time() * 1000)}
+    assert store.client.index(index=store.index, id=user, body=orjson.dumps(doc))["result"] in ("created", "updated")
 
 
 def test_skipped_and_engaged_items_leave_the_next_feed(client, settings, warm_user):

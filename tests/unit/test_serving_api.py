@@ -68,3 +68,13 @@ def test_fuzzed_feed_requests_never_5xx(client, user, surface, limit, lat):
     params = {k: v for k, v in {"surface": surface, "limit": limit, "lat": lat, "lon": 0}.items() if v is not None}
     response = client.get(f"/v1/feed/{user}", params=params)
     assert response.status_code < 500 or response.status_code == 503, response.text
+
+
+def test_an_unexpected_error_is_a_logged_counted_500_without_internals(client, monkeypatch):
+    def broken(query, arrived=None):
+        raise ValueError("secret internals")
+
+    monkeypatch.setattr(client.app.state.pipeline, "feed", broken)
+    response = client.get("/v1/feed/u1", params={"surface": "clip"})
+    assert response.status_code == 500 and "secret" not in response.text
+    assert 'hybridrec_errors_total{route="/v1/feed/u1"} 1.0' in client.get("/metrics").text
