@@ -41,8 +41,9 @@ from hybridrec.serving.store import ServingStore
 
 log = logging.getLogger(__name__)
 
-ITEM_FIELDS = ["item_id", "topic_path", "tags", "popularity", "trending", "created_at", "location", "cf_vector",
-               "content_vector", "title", "creator_id", "region", "open_minute", "close_minute", "keywords"]
+ITEM_FIELDS = ["item_id", "topic_path", "predicted_topic_path", "tags", "popularity", "trending", "created_at",
+               "location", "cf_vector", "content_vector", "title", "creator_id", "region", "open_minute",
+               "close_minute", "keywords"]
 CACHED_FIELDS = [*ITEM_FIELDS, "covisit"]
 VECTOR_FIELDS = ("cf_vector", "content_vector")
 SERVING_ONLY_SOURCES = ("keyword", "trending")
