@@ -36,7 +36,7 @@ def make_world(tmp_path: Path, name: str, n_events: int, **streaming: object) ->
     """Topics created, catalogue in the lake; ``streaming`` overrides settings of the streaming section."""
     env = sandbox_env(tmp_path, f"test-{name}-{secrets.token_hex(3)}")
     env.update({f"HYBRIDREC__STREAMING__{key.upper()}": str(value) for key, value in streaming.items()})
-    settings = load_settings(environ=env)
+    settings = load_settings(environ={**os.environ, **env})  # what its child processes see, ports included
     ensure_topics(settings)
     cfg = SyntheticSettings(seed=11, n_users=400, n_places=150, n_clips=400, n_events=n_events, n_days=2)
     return StreamWorld(settings, env, record_synthetic_world(settings, cfg))
