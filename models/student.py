@@ -93,9 +93,6 @@ class LinearHead:
         scores = self.bias + (self.weights[row].sum(axis=0) / np.sqrt(len(row)) if len(row) else 0.0)
         return _activate(scores[None, :], self.kind)[0]
 
-    def probabilities(self, x: sp.csr_matrix) -> np.ndarray:
-        return _activate(np.asarray(x @ self.weights) + self.bias, self.kind)
-
 
 def _activate(scores: np.ndarray, kind: str) -> np.ndarray:
     if kind == "sigmoid":
