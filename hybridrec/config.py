@@ -258,7 +258,7 @@ class ServingSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    workers: int = Field(1, ge=1)
+    workers: int = Field(2, ge=1)  # one per core: a worker's pipelines share one GIL
     api_keys: list[str] = Field(default_factory=list)  # write endpoints need one; empty: writes are refused
     read_requires_key: bool = False
     rate_limit_per_s: float = Field(1000.0, gt=0)  # per API key (or per client address without one)
@@ -283,7 +283,7 @@ class ServingSettings(_Section):
     model_check_interval_s: float = Field(30.0, gt=0)  # how often the served alias is checked for a new run
     search_timeout_s: float = Field(2.0, gt=0)
     kafka_timeout_s: float = Field(5.0, gt=0)
-    max_concurrent_feeds: int = Field(4, ge=1)  # feed pipelines at once per worker; more only share the GIL
+    max_concurrent_feeds: int = Field(2, ge=1)  # feed pipelines at once per worker; more only share the GIL
     max_queue_ms: float = Field(100.0, gt=0)  # a feed not started this long after arriving answers degraded
 
     @model_validator(mode="after")

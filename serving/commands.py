@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 
 from hybridrec.config import Settings
@@ -10,15 +11,30 @@ from hybridrec.config import Settings
 log = logging.getLogger(__name__)
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The workers' shared listener, bound as uvicorn binds it but with ``proto`` IPPROTO_TCP.
+
+    Accepted connections inherit ``proto``, and asyncio turns on TCP_NODELAY only where it is
+    IPPROTO_TCP; uvicorn's own ``--workers`` listener leaves it 0 (uvicorn issue #3149), so every
+    keep-alive response after the first waited ~40 ms for the client's delayed ACK (Nagle)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(settings: Settings) -> None:
     """Run the API with uvicorn (``serving.workers`` processes, each with its own app)."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     cfg = settings.serving
     log.info("feed API on http://%s:%d (docs at /docs)", cfg.host, cfg.port)
     if cfg.workers > 1:  # worker processes import the app themselves: they read the same config
-        uvicorn.run("hybridrec.serving.asgi:app", host=cfg.host, port=cfg.port, workers=cfg.workers,
-                    log_level="warning", access_log=False)
+        config = uvicorn.Config("hybridrec.serving.asgi:app", host=cfg.host, port=cfg.port, workers=cfg.workers,
+                                log_level="warning", access_log=False)
+        Multiprocess(config, sockets=[listening_socket(cfg.host, cfg.port)]).run()
     else:
         from hybridrec.serving.app import create_app
 

@@ -1,6 +1,8 @@
 """The API against an unreachable OpenSearch: degraded feeds from the fallback file, 4xx for bad input, no 5xx."""
 
+import asyncio
 import json
+import socket
 
 import pytest
 from fastapi.testclient import TestClient
@@ -8,6 +10,7 @@ from hypothesis import HealthCheck, given, settings as hyp_settings, strategies 
 
 from hybridrec.config import load_settings
 from hybridrec.serving.app import create_app
+from hybridrec.serving.commands import listening_socket
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +81,26 @@ def test_an_unexpected_error_is_a_logged_counted_500_without_internals(client, m
     response = client.get("/v1/feed/u1", params={"surface": "clip"})
     assert response.status_code == 500 and "secret" not in response.text
     assert 'hybridrec_errors_total{route="/v1/feed/u1"} 1.0' in client.get("/metrics").text
+
+
+def test_the_workers_listener_gives_connections_tcp_nodelay():
+    """uvicorn's own --workers listener does not (its proto is 0), which cost ~40 ms per keep-alive request."""
+    async def accepted_nodelay() -> int:
+        listener = listening_socket("127.0.0.1", 0)
+        accepted: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport):
+                sock = transport.get_extra_info("socket")
+                accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+        _, writer = await asyncio.open_connection(*listener.getsockname())
+        try:
+            return await asyncio.wait_for(accepted, 5)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(accepted_nodelay()) == 1
