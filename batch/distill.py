@@ -2,7 +2,8 @@
 
 Steps (each logged and timed; the run and its files land in the model registry):
 
-1. ``gold``: load and validate the curated gold set (``hybridrec/query_gold.yaml``), evaluation only.
+1. ``gold``: load and validate the curated gold set (``hybridrec/query_gold.yaml``), evaluation only;
+   ``inputs``: the search log's distinct texts and the clip texts, read by Spark in one session.
 2. ``teacher-labels``: the extraction stage's tagger (the configured backend; the strongest that runs
    here) labels the search log's distinct texts and a generated pool. Each log text is read twice,
    alone and (from the extraction job) with the documents that answered each of its searches.
@@ -150,44 +151,47 @@ def student_tagging(student: QueryStudent) -> Callable[[str], Tagging]:
 
 # ---------------------------------------------------------------- teacher labels and their cleaning
 
-def read_log_queries(settings: Settings) -> pd.DataFrame:
+def read_inputs(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(log queries, clips) from the lake in one Spark session."""
+    from hybridrec.spark import spark_job
+
+    with spark_job(settings, "hybridrec-distill") as spark:
+        cfg = settings.distill
+        return read_log_queries(spark, cfg.max_log_queries), read_clips(spark, cfg.max_clips)
+
+
+def read_log_queries(spark, limit: int) -> pd.DataFrame:
     """The search log's most frequent distinct texts with the extraction's label of each (read with the
     documents that answered it): the majority label, its share of the text's searches, mean confidence."""
-    from hybridrec.spark import spark_job
-
-    with spark_job(settings, "hybridrec-distill") as spark:
-        return spark.sql(f"""
-            WITH by_label AS (
-                SELECT q.text, t.intent, to_json(array_sort(t.tags)) AS tags, count(*) AS n,
-                       avg(t.confidence) AS confidence
-                FROM {SEARCH_QUERIES.namespace}.{SEARCH_QUERIES.name} q
-                JOIN {QUERY_TAGS.namespace}.{QUERY_TAGS.name} t ON q.query_id = t.query_id
-                GROUP BY q.text, t.intent, to_json(array_sort(t.tags))),
-            ranked AS (
-                SELECT *, sum(n) OVER (PARTITION BY text) AS searches,
-                       row_number() OVER (PARTITION BY text ORDER BY n DESC, intent, tags) AS position
-                FROM by_label)
-            SELECT text, intent AS answered_intent, tags AS answered_tags, confidence AS answered_confidence,
-                   n / searches AS answer_agreement, searches
-            FROM ranked WHERE position = 1
-            ORDER BY searches DESC, text LIMIT {settings.distill.max_log_queries}""").toPandas()
+    return spark.sql(f"""
+        WITH by_label AS (
+            SELECT q.text, t.intent, to_json(array_sort(t.tags)) AS tags, count(*) AS n,
+                   avg(t.confidence) AS confidence
+            FROM {SEARCH_QUERIES.namespace}.{SEARCH_QUERIES.name} q
+            JOIN {QUERY_TAGS.namespace}.{QUERY_TAGS.name} t ON q.query_id = t.query_id
+            GROUP BY q.text, t.intent, to_json(array_sort(t.tags))),
+        ranked AS (
+            SELECT *, sum(n) OVER (PARTITION BY text) AS searches,
+                   row_number() OVER (PARTITION BY text ORDER BY n DESC, intent, tags) AS position
+            FROM by_label)
+        SELECT text, intent AS answered_intent, tags AS answered_tags, confidence AS answered_confidence,
+               n / searches AS answer_agreement, searches
+        FROM ranked WHERE position = 1
+        ORDER BY searches DESC, text LIMIT {limit}""").toPandas()
 
 
-def read_clips(settings: Settings) -> pd.DataFrame:
+def read_clips(spark, limit: int) -> pd.DataFrame:
     """Clip texts with their catalog topic and how many of the extraction's topic tags agree with it."""
-    from hybridrec.spark import spark_job
-
-    with spark_job(settings, "hybridrec-distill") as spark:
-        return spark.sql(f"""
-            SELECT concat_ws('. ', c.title, c.description) AS text, c.topic_path,
-                   count(k.tag) AS topic_keywords,
-                   count_if(k.tag = c.topic_path OR startswith(k.tag, concat(c.topic_path, '/'))
-                            OR startswith(c.topic_path, concat(k.tag, '/'))) AS agreeing
-            FROM {CLIPS.namespace}.{CLIPS.name} c
-            LEFT JOIN {ITEM_KEYWORDS.namespace}.{ITEM_KEYWORDS.name} k
-              ON k.item_id = c.item_id AND k.surface = 'clip' AND k.aspect = 'topic'
-            GROUP BY c.item_id, c.title, c.description, c.topic_path
-            ORDER BY xxhash64(c.item_id) LIMIT {settings.distill.max_clips}""").toPandas()
+    return spark.sql(f"""
+        SELECT concat_ws('. ', c.title, c.description) AS text, c.topic_path,
+               count(k.tag) AS topic_keywords,
+               count_if(k.tag = c.topic_path OR startswith(k.tag, concat(c.topic_path, '/'))
+                        OR startswith(c.topic_path, concat(k.tag, '/'))) AS agreeing
+        FROM {CLIPS.namespace}.{CLIPS.name} c
+        LEFT JOIN {ITEM_KEYWORDS.namespace}.{ITEM_KEYWORDS.name} k
+          ON k.item_id = c.item_id AND k.surface = 'clip' AND k.aspect = 'topic'
+        GROUP BY c.item_id, c.title, c.description, c.topic_path
+        ORDER BY xxhash64(c.item_id) LIMIT {limit}""").toPandas()
 
 
 def clean_labels(labels: pd.DataFrame, taxonomy: Taxonomy, min_confidence: float,
@@ -265,9 +269,13 @@ def distill_job(settings: Settings) -> dict[str, Any]:
         registry.record("running", input_snapshots=inputs)
         return {"gold_version": version, "gold": rows, "input_snapshots": inputs}
 
-    def teacher_labels(_: dict) -> dict:
+    def inputs(_: dict) -> dict:
+        log_queries, clips = read_inputs(settings)
+        return {"log_queries": log_queries, "clips": clips}
+
+    def teacher_labels(ctx: dict) -> dict:
         teacher = TeacherTagger(settings)
-        log_texts = read_log_queries(settings).assign(source="log")
+        log_texts = ctx["log_queries"].assign(source="log")
         pool = pd.DataFrame({"text": QueryPool(taxonomy, cfg.seed).write(cfg.pool_size), "source": "pool"})
         labels = pd.concat([log_texts, pool[~pool["text"].isin(log_texts["text"])]], ignore_index=True)
         read = [teacher.label([t])[0] for t in tqdm(labels["text"], desc="teacher labels", unit="query",
@@ -300,7 +308,7 @@ def distill_job(settings: Settings) -> dict[str, Any]:
         return {"student": model, "holdout_agreement": holdout_agreement, "holdout_texts": len(holdout)}
 
     def topic_classifier(ctx: dict) -> dict:
-        clips = read_clips(settings)
+        clips = ctx["clips"]
         clip_status = pd.Series("kept", index=clips.index)
         clip_status[clips["topic_keywords"] == 0] = "no-topic-keyword"
         clip_status[(clips["topic_keywords"] > 0) & (clips["agreeing"] == 0)] = "topic-disagreement"
@@ -343,6 +351,7 @@ def distill_job(settings: Settings) -> dict[str, Any]:
 
     steps = [
         Step("gold", gold, "load and check the gold set; record input snapshots"),
+        Step("inputs", inputs, "the search log's distinct texts with their labels, clip texts (Spark)"),
         Step("teacher-labels", teacher_labels, "teacher labels the search log and a generated pool; drop noisy labels"),
         Step("student", student, "fit the query student (intent + interest tags) on kept labels"),
         Step("topic-classifier", topic_classifier, "fit the hierarchical topic classifier on clips and queries"),

@@ -99,7 +99,9 @@ class TaxonomyMatcher:
         return self._form_tags[best] if similarity[best] >= self.threshold else None
 
 
-class OfflineKeywordExtractor:
+class _OfflineBackend:
+    """What both offline roles hold: the config, output limits, the taxonomy matcher and its embedder."""
+
     backend = "offline"
 
     def __init__(self, cfg: ExtractionSettings, matcher: TaxonomyMatcher):
@@ -107,6 +109,9 @@ class OfflineKeywordExtractor:
         self.limits = Limits(cfg.max_keywords, cfg.max_keyword_chars)
         self.matcher = matcher
         self.embedder = matcher.embedder
+
+
+class OfflineKeywordExtractor(_OfflineBackend):
 
     def extract(self, texts: Sequence[str]) -> list[Outcome[KeywordSet]]:
         prepared = [prepare(t, self.cfg.max_input_chars) for t in texts]
@@ -141,16 +146,11 @@ class OfflineKeywordExtractor:
         return keywords
 
 
-class OfflineQueryTagger:
-    backend = "offline"
-
+class OfflineQueryTagger(_OfflineBackend):
     def __init__(self, cfg: ExtractionSettings, matcher: TaxonomyMatcher):
-        self.cfg = cfg
-        self.limits = Limits(cfg.max_keywords, cfg.max_keyword_chars)
-        self.matcher = matcher
-        embedder = self.embedder = matcher.embedder
-        self._utility_vectors = matcher.project(embedder.encode(list(UTILITY_CUES)))
-        self._navigation_vectors = matcher.project(embedder.encode(list(NAVIGATION_STRONG_CUES + SITE_NAMES)))
+        super().__init__(cfg, matcher)
+        self._utility_vectors = matcher.project(self.embedder.encode(list(UTILITY_CUES)))
+        self._navigation_vectors = matcher.project(self.embedder.encode(list(NAVIGATION_STRONG_CUES + SITE_NAMES)))
 
     def tag_many(self, queries: Sequence[tuple[str, Sequence]]) -> list[Outcome[QueryTags]]:
         outcomes = []
