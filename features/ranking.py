@@ -1,18 +1,18 @@
 """Ranking features: computed here once, for the nightly batch and for each feed request alike.
 
-Both callers hand :func:`feature_frame` the same inputs — one row per (user, candidate) with the
-candidate sources' scores and ranks, plus a :class:`UserProfile` and an :class:`ItemProfile` per
-item — so the offline features the ranker was trained on are exactly the ones it sees online
-(checked by the parity test). Profiles are plain data: batch builds them from Iceberg tables,
+Both callers hand :func:`feature_matrix` (batch through :func:`feature_frame`) the same inputs — one
+row per (user, candidate) with the candidate sources' scores and ranks, plus a :class:`UserProfile`
+and an :class:`ItemProfile` per item — so the offline features the ranker was trained on are exactly
+the ones it sees online (checked by the parity test). Profiles are plain data: batch builds them from Iceberg tables,
 serving reads them from the published OpenSearch documents.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -79,51 +79,104 @@ def haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.
     return 6371.0 * 2 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
 
 
-def _cosine(a: Sequence[float] | None, b: Sequence[float] | None) -> float:
-    if a is None or b is None or len(a) == 0 or len(b) == 0:
-        return math.nan
-    va, vb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    norm = float(np.linalg.norm(va) * np.linalg.norm(vb))
-    return float(va @ vb / norm) if norm else math.nan
+CandidateColumns = Mapping[str, Sequence]
+"""Candidate rows by column: a DataFrame (batch) or a dict of arrays (serving, which skips pandas)."""
+
+SIMILARITY_BLOCK_ROWS = 65_536  # rows per block of content cosines: bounds the gathered vectors' memory
+
+
+def _unit_rows(vectors: Sequence[Sequence[float] | None], dim: int) -> np.ndarray:
+    """Each vector scaled to length 1; NaN rows where it is missing, of another dimension, or zero."""
+    matrix = np.full((len(vectors), dim), np.nan)
+    present = [row for row, vector in enumerate(vectors) if vector is not None and len(vector) == dim]
+    if present:
+        matrix[present] = np.stack([np.asarray(vectors[row], dtype=float) for row in present])
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, matrix / norms, np.nan)
+
+
+def _content_similarity(user_rows: Sequence[UserProfile], item_rows: Sequence[ItemProfile],
+                        user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
+    """Cosine of each pair's content vectors (NaN where either is missing): unit vectors once per distinct
+    user and item, then row-wise dot products in blocks."""
+    dim = next((len(v) for v in (*(u.content_vector for u in user_rows), *(i.content_vector for i in item_rows))
+                if v is not None and len(v)), 0)
+    similarity = np.full(len(user_codes), np.nan)
+    if not dim:
+        return similarity
+    users = _unit_rows([u.content_vector for u in user_rows], dim)
+    items = _unit_rows([i.content_vector for i in item_rows], dim)
+    for start in range(0, len(user_codes), SIMILARITY_BLOCK_ROWS):
+        block = slice(start, start + SIMILARITY_BLOCK_ROWS)
+        similarity[block] = np.einsum("ij,ij->i", users[user_codes[block]], items[item_codes[block]])
+    return similarity
+
+
+def _per_topic(user_rows: Sequence[UserProfile], user_codes: np.ndarray, topics: Sequence[str],
+               topic_codes: np.ndarray, share: Callable[[UserProfile, str], float]) -> np.ndarray:
+    """``share(user, topic)`` per row, looked up once per distinct (user, topic): candidates share few topics."""
+    pairs, inverse = np.unique(user_codes * len(topics) + topic_codes, return_inverse=True)
+    values = np.array([share(user_rows[p // len(topics)], topics[p % len(topics)]) for p in pairs], dtype=float)
+    return values[inverse.reshape(-1)]
+
+
+def feature_matrix(candidates: CandidateColumns, users: Mapping[str, UserProfile], items: Mapping[str, ItemProfile],
+                   now: datetime, location: Mapping[str, tuple[float, float]] | None = None) -> np.ndarray:
+    """Features for ``candidates`` (columns ``user_id``, ``item_id`` and ``<source>_score``/``<source>_rank``
+    for the sources that proposed each item; missing sources are NaN). ``location`` overrides a user's
+    home with where they are now (the request's lat/lon). One row per candidate, :data:`FEATURE_NAMES`
+    columns in order.
+
+    Profiles are read once per distinct user and item (codes index them), so the cost is a few numpy
+    operations per column whether there is one user (a request) or thousands (a batch)."""
+    user_codes, user_ids = pd.factorize(np.asarray(candidates["user_id"], dtype=object))
+    item_codes, item_ids = pd.factorize(np.asarray(candidates["item_id"], dtype=object))
+    n = len(user_codes)
+    user_rows = [users.get(u) or UserProfile(u) for u in user_ids]
+    item_rows = [items.get(i) or ItemProfile(i, "") for i in item_ids]
+    out = np.empty((n, len(FEATURE_NAMES)))
+    column = {name: out[:, k] for k, name in enumerate(FEATURE_NAMES)}  # views: writing one fills ``out``
+
+    for source in SOURCES:
+        for kind in ("score", "rank"):
+            name = f"{source}_{kind}"
+            column[name][:] = np.asarray(candidates[name], dtype=float) if name in candidates else np.nan
+    column["n_sources"][:] = sum(~np.isnan(column[f"{s}_rank"]) for s in SOURCES)
+
+    topic_codes, topics = pd.factorize(np.array([i.topic_path for i in item_rows], dtype=object))
+    parent_codes, parents = pd.factorize(np.array([topic_parent(t) for t in topics], dtype=object))
+    row_topics, row_parents = topic_codes[item_codes], parent_codes[topic_codes[item_codes]]
+    column["topic_affinity"][:] = _per_topic(user_rows, user_codes, topics, row_topics,
+                                             lambda u, t: u.topic_affinity.get(t, 0.0))
+    column["parent_topic_affinity"][:] = _per_topic(user_rows, user_codes, parents, row_parents,
+                                                    lambda u, t: u.topic_affinity.get(t, 0.0))
+    column["topic_skip_share"][:] = _per_topic(user_rows, user_codes, topics, row_topics,
+                                               lambda u, t: u.topic_skips.get(t, 0.0))
+    column["tag_overlap"][:] = [sum(map(user_rows[u].interest_tags.get, item_rows[i].tags, repeat(0.0)))
+                                for u, i in zip(user_codes.tolist(), item_codes.tolist())]
+    column["content_similarity"][:] = _content_similarity(user_rows, item_rows, user_codes, item_codes)
+
+    popularity = np.log1p(np.array([i.popularity for i in item_rows], dtype=float))
+    trending = np.array([i.trending for i in item_rows], dtype=float)
+    age_days = np.array([(now - i.created_at).total_seconds() / 86400 if i.created_at else np.nan
+                         for i in item_rows], dtype=float)
+    column["item_popularity"][:], column["item_trending"][:] = popularity[item_codes], trending[item_codes]
+    column["item_age_days"][:] = age_days[item_codes]
+
+    here = [(location or {}).get(u.user_id, (u.lat, u.lon)) for u in user_rows]
+    user_lat, user_lon = (np.array([np.nan if h[k] is None else h[k] for h in here], dtype=float) for k in (0, 1))
+    item_lat = np.array([np.nan if i.lat is None else i.lat for i in item_rows], dtype=float)
+    item_lon = np.array([np.nan if i.lon is None else i.lon for i in item_rows], dtype=float)
+    column["distance_km"][:] = haversine_km(user_lat[user_codes], user_lon[user_codes], item_lat[item_codes],
+                                            item_lon[item_codes])
+    column["user_activity"][:] = np.log1p(np.array([u.activity for u in user_rows], dtype=float))[user_codes]
+    column["user_items"][:] = np.array([float(u.items) for u in user_rows])[user_codes]
+    return out
 
 
 def feature_frame(candidates: pd.DataFrame, users: Mapping[str, UserProfile], items: Mapping[str, ItemProfile],
                   now: datetime, location: Mapping[str, tuple[float, float]] | None = None) -> pd.DataFrame:
-    """Features for ``candidates`` (columns ``user_id``, ``item_id`` and ``<source>_score``/``<source>_rank``
-    for the sources that proposed each item; missing sources are NaN). ``location`` overrides a user's
-    home with where they are now (the request's lat/lon). Returns :data:`FEATURE_NAMES` columns in order.
-    """
-    # Columns are gathered in a dict and framed once: assigning them one by one into a DataFrame
-    # costs more than computing them at serving's row counts.
-    out: dict[str, np.ndarray] = {}
-    for source in SOURCES:
-        for kind in ("score", "rank"):
-            column = f"{source}_{kind}"
-            out[column] = (candidates[column].to_numpy(dtype=float) if column in candidates
-                           else np.full(len(candidates), np.nan))
-    out["n_sources"] = sum((~np.isnan(out[f"{s}_rank"])).astype(float) for s in SOURCES)
-
-    user_ids, item_ids = candidates["user_id"].to_numpy(), candidates["item_id"].to_numpy()
-    user_rows = [users.get(u) or UserProfile(u) for u in user_ids]
-    item_rows = [items.get(i) or ItemProfile(i, "") for i in item_ids]
-    pairs = list(zip(user_rows, item_rows))
-    out["topic_affinity"] = np.array([u.topic_affinity.get(i.topic_path, 0.0) for u, i in pairs], dtype=float)
-    out["parent_topic_affinity"] = np.array([u.topic_affinity.get(topic_parent(i.topic_path), 0.0) for u, i in pairs],
-                                            dtype=float)
-    out["topic_skip_share"] = np.array([u.topic_skips.get(i.topic_path, 0.0) for u, i in pairs], dtype=float)
-    out["tag_overlap"] = np.array([sum(u.interest_tags.get(t, 0.0) for t in i.tags) for u, i in pairs], dtype=float)
-    out["content_similarity"] = np.array([_cosine(u.content_vector, i.content_vector) for u, i in pairs], dtype=float)
-    out["item_popularity"] = np.log1p(np.array([i.popularity for i in item_rows], dtype=float))
-    out["item_trending"] = np.array([i.trending for i in item_rows], dtype=float)
-    out["item_age_days"] = np.array([(now - i.created_at).total_seconds() / 86400 if i.created_at else np.nan
-                                     for i in item_rows], dtype=float)
-
-    here = [(location or {}).get(u.user_id, (u.lat, u.lon)) for u in user_rows]
-    user_lat = np.array([np.nan if h[0] is None else h[0] for h in here], dtype=float)
-    user_lon = np.array([np.nan if h[1] is None else h[1] for h in here], dtype=float)
-    item_lat = np.array([np.nan if i.lat is None else i.lat for i in item_rows], dtype=float)
-    item_lon = np.array([np.nan if i.lon is None else i.lon for i in item_rows], dtype=float)
-    out["distance_km"] = haversine_km(user_lat, user_lon, item_lat, item_lon)
-    out["user_activity"] = np.log1p(np.array([u.activity for u in user_rows], dtype=float))
-    out["user_items"] = np.array([float(u.items) for u in user_rows], dtype=float)
-    return pd.DataFrame({name: out[name] for name in FEATURE_NAMES}, index=candidates.index)
+    """:func:`feature_matrix` as a frame named by :data:`FEATURE_NAMES`, on the candidates' index."""
+    return pd.DataFrame(feature_matrix(candidates, users, items, now, location), columns=list(FEATURE_NAMES),
+                        index=candidates.index)

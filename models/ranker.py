@@ -45,8 +45,12 @@ class Ranker:
         log.info("ranker: %d trees on %d rows, %d users", booster.num_trees(), len(labels), len(groups))
         return cls(booster)
 
-    def score(self, features: pd.DataFrame) -> np.ndarray:
-        return self.booster.predict(features[list(FEATURE_NAMES)], num_threads=1)
+    def score(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Scores of a frame with the :data:`FEATURE_NAMES` columns, or of a matrix with them in order
+        (serving's path: LightGBM's pandas conversion cost more than the prediction)."""
+        if isinstance(features, pd.DataFrame):
+            features = features[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+        return self.booster.predict(features, num_threads=1)
 
     def importance(self) -> dict[str, float]:
         gains = self.booster.feature_importance(importance_type="gain")

@@ -4,7 +4,7 @@
 * load: the user's published document and real-time context, one ``_mget``;
 * candidates: the per-user sources in one ``_msearch``, the shared lists and the item cache
   (:mod:`hybridrec.serving.candidates`), capped to the ``RANKED_POOL`` the sources agree on most;
-* rank: :func:`hybridrec.features.ranking.feature_frame` — the batch feature code — and the
+* rank: :func:`hybridrec.features.ranking.feature_matrix` — the batch feature code — and the
   LightGBM ranker of the run the index was published by (or the experiment variant's);
 * rules: seen/skipped removal, topic consistency, opening hours, caps and MMR diversity;
 * respond: reasons and the response body.
@@ -29,7 +29,7 @@ from opensearchpy.exceptions import OpenSearchException
 
 from hybridrec.config import ExperimentVariant, Settings
 from hybridrec.features.documents import user_profile_from_document
-from hybridrec.features.ranking import SOURCES, UserProfile, feature_frame
+from hybridrec.features.ranking import SOURCES, UserProfile, feature_matrix
 from hybridrec.serving import cold_start, rules
 from hybridrec.serving.candidates import Candidates, CandidateRequest, GlobalLists, ItemCache, gather
 from hybridrec.serving.experiments import assign
@@ -175,13 +175,13 @@ class FeedPipeline:
         frame = candidates.frame(query.user_id)
         if variant.use_ranker:
             location = {query.user_id: query.location} if query.location else None
-            features = feature_frame(frame, {query.user_id: state.profile}, candidates.profiles,
-                                     datetime.now(timezone.utc), location)
+            features = feature_matrix(frame, {query.user_id: state.profile}, candidates.profiles,
+                                      datetime.now(timezone.utc), location)
             scores = model.ranker.score(features)
         else:
             scores = candidates.fused(list(frame["item_id"]))
         order = np.argsort(-scores, kind="stable")
-        ids = frame["item_id"].to_numpy()
+        ids = frame["item_id"]
         return [(ids[i], float(scores[i])) for i in order]
 
     def _rules(self, query: FeedQuery, state: UserState, candidates: Candidates, ranked: list[tuple[str, float]],

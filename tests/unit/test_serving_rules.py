@@ -3,6 +3,7 @@
 import math
 from datetime import datetime, timezone
 
+import pandas as pd
 import pytest
 
 from hybridrec.config import ExperimentVariant, ServingSettings
@@ -99,7 +100,7 @@ def test_covisit_sums_neighbour_scores_of_engaged_items_and_ranks_by_score():
     assert covisit_scores(seeds, frozenset({"seen"}), 10) == pytest.approx({"b": 0.6, "a": 0.5})
     candidates = Candidates()
     candidates.add("covisit", [("a", 0.5, {}), ("b", 0.6, {})])
-    frame = candidates.frame("u")
+    frame = pd.DataFrame(candidates.frame("u"))
     assert frame.set_index("item_id")["covisit_rank"].to_dict() == {"a": 2.0, "b": 1.0}
     assert frame["als_score"].isna().all()
 
@@ -108,7 +109,7 @@ def test_source_ranks_match_the_batch_rank_convention():
     candidates = Candidates()
     candidates.add("als", [("a", 0.5, {}), ("b", 0.9, {}), ("c", 0.5, {})])
     candidates.add("popular", [("d", 1.0, {})])
-    frame = candidates.frame("u").set_index("item_id")
+    frame = pd.DataFrame(candidates.frame("u")).set_index("item_id")
     expected = frame["als_score"].rank(ascending=False, method="first")
     assert frame["als_rank"].equals(expected) and frame["als_rank"].to_dict()["b"] == 1.0
 
