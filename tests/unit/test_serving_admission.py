@@ -51,6 +51,38 @@ def test_a_request_waits_for_a_slot_only_until_its_deadline():
     assert admitted_in_time is True
 
 
+def test_a_queue_that_cannot_drain_before_the_deadline_sheds_on_arrival():
+    """Feeds hold a slot 80 ms: behind one running feed a request can make a 100 ms deadline (expected
+    wait 40 ms), behind a running feed and a waiter it cannot (120 ms) and is shed without waiting."""
+    now = [0.0]
+    admission = Admission(slots=1, max_queue_ms=100, clock=lambda: now[0])
+
+    async def scenario() -> tuple[float, float, bool, bool]:
+        async with admission.slot(now[0]):
+            now[0] += 0.08
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with admission.slot(now[0]):
+                await release.wait()
+
+        holder = asyncio.create_task(hold())
+        await asyncio.sleep(0)
+        behind_one = admission.expected_wait_s()
+        waiter = asyncio.create_task(_enter(admission, now[0]))
+        for _ in range(3):  # the waiter's wait_for starts its own task
+            await asyncio.sleep(0)
+        behind_two = admission.expected_wait_s()
+        shed_at_once = not await asyncio.wait_for(_enter(admission, now[0]), timeout=0.05)
+        release.set()
+        await holder
+        return behind_one, behind_two, shed_at_once, await waiter
+
+    behind_one, behind_two, shed_at_once, waiter_admitted = asyncio.run(scenario())
+    assert behind_one == pytest.approx(0.04) and behind_two == pytest.approx(0.12)
+    assert shed_at_once and waiter_admitted
+
+
 def test_slots_are_returned_when_the_pipeline_fails():
     async def scenario() -> bool:
         admission = Admission(slots=1, max_queue_ms=50)
