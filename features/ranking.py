@@ -82,34 +82,33 @@ def haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.
 CandidateColumns = Mapping[str, Sequence]
 """Candidate rows by column: a DataFrame (batch) or a dict of arrays (serving, which skips pandas)."""
 
-SIMILARITY_BLOCK_ROWS = 65_536  # rows per block of content cosines: bounds the gathered vectors' memory
-
-
-def _unit_rows(vectors: Sequence[Sequence[float] | None], dim: int) -> np.ndarray:
-    """Each vector scaled to length 1; NaN rows where it is missing, of another dimension, or zero."""
-    matrix = np.full((len(vectors), dim), np.nan)
-    present = [row for row, vector in enumerate(vectors) if vector is not None and len(vector) == dim]
-    if present:
-        matrix[present] = np.stack([np.asarray(vectors[row], dtype=float) for row in present])
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norms > 0, matrix / norms, np.nan)
-
 
 def _content_similarity(user_rows: Sequence[UserProfile], item_rows: Sequence[ItemProfile],
                         user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
-    """Cosine of each pair's content vectors (NaN where either is missing): unit vectors once per distinct
-    user and item, then row-wise dot products in blocks."""
-    dim = next((len(v) for v in (*(u.content_vector for u in user_rows), *(i.content_vector for i in item_rows))
-                if v is not None and len(v)), 0)
+    """Cosine of each row's user and item content vectors; NaN where either is missing, zero or of
+    another dimension. One matrix-vector product per distinct user, and no temporary of the matrix's
+    size beyond the matrix itself: at serving's row counts allocating those cost more than the products."""
     similarity = np.full(len(user_codes), np.nan)
+    vectors = [*(u.content_vector for u in user_rows), *(i.content_vector for i in item_rows)]
+    dim = next((len(v) for v in vectors if v is not None and len(v)), 0)
     if not dim:
         return similarity
-    users = _unit_rows([u.content_vector for u in user_rows], dim)
-    items = _unit_rows([i.content_vector for i in item_rows], dim)
-    for start in range(0, len(user_codes), SIMILARITY_BLOCK_ROWS):
-        block = slice(start, start + SIMILARITY_BLOCK_ROWS)
-        similarity[block] = np.einsum("ij,ij->i", users[user_codes[block]], items[item_codes[block]])
+    item_usable = np.array([i.content_vector is not None and len(i.content_vector) == dim for i in item_rows],
+                           dtype=bool)
+    order = np.argsort(user_codes, kind="stable")
+    for rows in np.split(order, np.flatnonzero(np.diff(user_codes[order])) + 1):
+        user_vector = user_rows[user_codes[rows[0]]].content_vector if len(rows) else None
+        if user_vector is None or len(user_vector) != dim:
+            continue
+        user_vector = np.asarray(user_vector, dtype=float)
+        user_norm = float(np.linalg.norm(user_vector))
+        rows = rows[item_usable[item_codes[rows]]]
+        if not user_norm or not len(rows):
+            continue
+        matrix = np.stack([item_rows[i].content_vector for i in item_codes[rows]]).astype(float, copy=False)
+        norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix)) * user_norm
+        with np.errstate(invalid="ignore", divide="ignore"):
+            similarity[rows] = np.where(norms > 0, (matrix @ user_vector) / norms, np.nan)
     return similarity
 
 

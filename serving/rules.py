@@ -93,15 +93,25 @@ def hard_filters(items: Mapping[str, Mapping[str, Any]], surface: str, rules: Ru
     return kept, removed
 
 
-def _unit_vectors(docs: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
-    """Embeddings for diversity: content vectors when every item has one, else CF factors."""
-    for field_name in ("content_vector", "cf_vector"):
-        vectors = [d.get(field_name) for d in docs]
-        if all(v is not None and len(v) for v in vectors) and len({len(v) for v in vectors}) == 1:
-            matrix = np.asarray(vectors, dtype=np.float32)
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            return matrix / np.where(norms == 0, 1, norms)
-    return None
+class Similarity:
+    """Cosine similarity of one pool item to every other, for diversity: content vectors when every item
+    has one, else CF factors, else none (0). The vectors are stacked once and never normalised as a
+    matrix: dividing each product row by the norms spares a temporary of the matrix's size."""
+
+    def __init__(self, docs: Sequence[Mapping[str, Any]]):
+        self.matrix: np.ndarray | None = None
+        for field_name in ("content_vector", "cf_vector"):
+            vectors = [d.get(field_name) for d in docs]
+            if all(v is not None and len(v) for v in vectors) and len({len(v) for v in vectors}) == 1:
+                self.matrix = np.stack(vectors).astype(np.float64, copy=False)
+                norms = np.sqrt(np.einsum("ij,ij->i", self.matrix, self.matrix))
+                self.norms = np.where(norms == 0, 1.0, norms)
+                return
+
+    def to(self, row: int) -> np.ndarray | float:
+        if self.matrix is None:
+            return 0.0
+        return (self.matrix @ self.matrix[row]) / (self.norms * self.norms[row])
 
 
 def select(ranked: Sequence[tuple[str, float]], items: Mapping[str, Mapping[str, Any]], limit: int,
@@ -115,7 +125,7 @@ def select(ranked: Sequence[tuple[str, float]], items: Mapping[str, Mapping[str,
     scores = np.array([s for _, s in pool], dtype=np.float64)
     span = scores.max() - scores.min()
     relevance = (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
-    vectors = _unit_vectors([items[i] for i, _ in pool])
+    similarity = Similarity([items[i] for i, _ in pool])
     topic_cap = max(1, math.floor(rules.max_topic_share * limit))
     creators: dict[str, int] = {}
     topics: dict[str, int] = {}
@@ -138,5 +148,5 @@ def select(ranked: Sequence[tuple[str, float]], items: Mapping[str, Mapping[str,
         if creator:
             creators[creator] = creators.get(creator, 0) + 1
         topics[topic] = topics.get(topic, 0) + 1
-        max_sim = np.maximum(max_sim, vectors @ vectors[best] if vectors is not None else 0.0)
+        max_sim = np.maximum(max_sim, similarity.to(best))
     return picked
