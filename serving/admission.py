@@ -3,9 +3,9 @@
 Without it a server past its capacity queues requests without bound and every answer comes
 late (16 s at p99 once, at 100 req/s). Two limits keep the wait bounded:
 
-* ``serving.max_concurrent_feeds`` pipelines run at once per worker. A pipeline is mostly Python
-  under one GIL plus short OpenSearch round trips: a few at once keep the CPU and OpenSearch busy,
-  more only take turns on the GIL and stretch every one of them (FastAPI's 40 threads did);
+* ``serving.max_concurrent_feeds`` pipelines run at once per worker (default 1). A pipeline is mostly
+  Python under one GIL: two at once take turns on it and stretch each other (FastAPI's 40 threads
+  did so without bound); the OpenSearch waits are filled by another worker process instead;
 * a request waits for a slot at most until ``max_queue_ms`` after it reached the app; then it is
   answered from the fallback list, marked degraded. So at most ``rate × max_queue_ms`` requests
   wait at any time, however far the offered rate exceeds the capacity;

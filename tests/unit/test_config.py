@@ -17,6 +17,12 @@ def test_environment_overrides_nested_keys_with_typed_values():
     assert settings.synthetic.cold_user_share == pytest.approx(0.1)
 
 
+def test_serving_workers_default_to_one_per_core_plus_one(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert load_settings(environ={}).serving.workers == 9
+    assert load_settings(environ={"HYBRIDREC__SERVING__WORKERS": "2"}).serving.workers == 2
+
+
 def test_unknown_key_is_rejected_not_ignored():
     with pytest.raises(ValidationError, match="extra"):
         load_settings(environ={"HYBRIDREC__KAFKA__PROT": "1"})
