@@ -16,6 +16,7 @@ its weights and a JSON header (vocabulary, labels, provenance).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -39,22 +40,43 @@ CHAR_NGRAMS = (2, 3, 4)
 _WORD = re.compile(r"[^\s,.!?#\"'()\[\]{}:;/|~]+")
 
 
+WORD_CACHE_SIZE = 65_536  # distinct words whose known feature indices each vocabulary keeps
+
+
+def words_of(text: str) -> list[str]:
+    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
+def word_features(word: str) -> list[str]:
+    """The word's unigram and its boundary-marked character n-grams."""
+    padded = f"<{word}>"
+    return [f"w:{word}", *(padded[i:i + n] for n in CHAR_NGRAMS for i in range(len(padded) - n + 1))]
+
+
+def bigram_features(words: Sequence[str]) -> list[str]:
+    return [f"b:{a} {b}" for a, b in zip(words, words[1:])]
+
+
 def text_features(text: str) -> list[str]:
     """Word unigrams and bigrams plus boundary-marked character n-grams of every word."""
-    words = _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
-    found = [f"w:{w}" for w in words] + [f"b:{a} {b}" for a, b in zip(words, words[1:])]
-    for word in words:
-        padded = f"<{word}>"
-        for n in CHAR_NGRAMS:
-            found.extend(padded[i:i + n] for i in range(len(padded) - n + 1))
-    return found
+    words = words_of(text)
+    return [*itertools.chain.from_iterable(map(word_features, words)), *bigram_features(words)]
 
 
 @dataclass
 class Vocabulary:
-    """Feature strings seen at least ``min_count`` times in training; others are ignored at prediction."""
+    """Feature strings seen at least ``min_count`` times in training; others are ignored at prediction.
+
+    A word's known features are looked up once and kept (:data:`WORD_CACHE_SIZE` words): queries
+    share most of their words, and building the character n-grams was most of a prediction."""
 
     index: dict[str, int]
+
+    def __post_init__(self) -> None:
+        self._word_rows = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(self._known_of_word)
+
+    def _known_of_word(self, word: str) -> tuple[int, ...]:
+        return tuple(i for i in map(self.index.get, word_features(word)) if i is not None)
 
     @classmethod
     def fit(cls, texts: Iterable[str], min_count: int) -> "Vocabulary":
@@ -67,7 +89,9 @@ class Vocabulary:
 
     def row(self, text: str) -> list[int]:
         """Indices of the text's known features, each once."""
-        known = set(map(self.index.get, text_features(text)))
+        words = words_of(text)
+        known = set(itertools.chain.from_iterable(map(self._word_rows, words)))
+        known.update(map(self.index.get, bigram_features(words)))
         known.discard(None)
         return list(known)
 
@@ -148,6 +172,7 @@ class QueryStudent:
         self._weights = np.hstack([self.intent_head.weights, self.tag_head.weights])
         self._bias = np.concatenate([self.intent_head.bias, self.tag_head.bias])
         self._intents = len(INTENTS)
+        self._intent_members = [QueryIntent(i) for i in INTENTS]
         self._tag_logit = float(np.log(self.threshold / (1 - self.threshold)))
 
     @classmethod
@@ -166,20 +191,21 @@ class QueryStudent:
         return cls(vocabulary, intent_head, tag_head, tag_names, threshold, max_tags)
 
     def predict(self, text: str) -> StudentTags:
-        """One query on the hot path: few numpy calls, the rest on a handful of Python floats."""
+        """One query on the hot path: one gather and sum in numpy, the rest on a few dozen Python floats."""
         row = self.vocabulary.row(text)
-        scores = (self._weights[row].sum(axis=0) * len(row) ** -0.5 + self._bias) if len(row) else self._bias
-        intent_scores = scores[: self._intents].tolist()
+        scores = self._bias if not row else (
+            np.add.reduce(self._weights.take(row, axis=0), axis=0) * len(row) ** -0.5 + self._bias)
+        values = scores.tolist()
+        intent_scores, tag_scores = values[: self._intents], values[self._intents:]
         top = max(intent_scores)
         exps = [math.exp(x - top) for x in intent_scores]
-        intent = exps.index(1.0)
+        intent = self._intent_members[exps.index(1.0)]
         confidence = 1.0 / sum(exps)
-        if INTENTS[intent] != QueryIntent.INTEREST.value:
-            return StudentTags(QueryIntent(INTENTS[intent]), (), confidence)
-        tag_scores = scores[self._intents:]
-        above = np.flatnonzero(tag_scores >= self._tag_logit).tolist()
-        best = sorted(above, key=lambda i: -tag_scores[i])[: self.max_tags]
-        return StudentTags(QueryIntent.INTEREST, most_specific(self.tag_names[i] for i in best), confidence)
+        if intent is not QueryIntent.INTEREST:
+            return StudentTags(intent, (), confidence)
+        above = [i for i, score in enumerate(tag_scores) if score >= self._tag_logit]
+        best = sorted(above, key=tag_scores.__getitem__, reverse=True)[: self.max_tags]
+        return StudentTags(intent, most_specific(self.tag_names[i] for i in best), confidence)
 
     def save(self, path: Path) -> Path:
         header = {"kind": "query-student", "feature_version": FEATURE_VERSION, "tags": self.tag_names,

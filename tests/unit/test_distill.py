@@ -11,7 +11,7 @@ import pytest
 
 from hybridrec.batch.distill import GoldQuery, clean_labels, held_out, load_gold, score_tagger
 from hybridrec.batch.query_pool import QueryPool, typo
-from hybridrec.models.student import QueryStudent, TopicClassifier, text_features
+from hybridrec.models.student import QueryStudent, TopicClassifier, Vocabulary, text_features
 from hybridrec.taxonomy import load_taxonomy
 
 TAXONOMY = load_taxonomy()
@@ -97,6 +97,15 @@ def test_held_out_is_stable_and_close_to_its_share():
 def test_character_ngrams_survive_typos_and_particles():
     assert len(set(text_features("socer")) & set(text_features("soccer"))) >= 5
     assert {"<축", "<축구"} <= set(text_features("축구가"))
+
+
+def test_cached_word_features_give_the_text_features_row():
+    texts = ["Soccer highlights", "socer socer goals", "축구 하이라이트 손흥민", "ramen near gangnam", ""]
+    vocabulary = Vocabulary.fit(texts[:2], min_count=1)
+    for text in texts * 2:  # the second pass reads every word from the cache
+        expected = {vocabulary.index[f] for f in text_features(text) if f in vocabulary.index}
+        assert sorted(vocabulary.row(text)) == sorted(expected)
+    assert vocabulary.row("soccer highlights") and not vocabulary.row("라멘")
 
 
 TEXTS = {
