@@ -3,8 +3,8 @@
 Both callers hand :func:`feature_matrix` (batch through :func:`feature_frame`) the same inputs — one
 row per (user, candidate) with the candidate sources' scores and ranks, plus a :class:`UserProfile`
 and an :class:`ItemProfile` per item — so the offline features the ranker was trained on are exactly
-the ones it sees online (checked by the parity test). Profiles are plain data: batch builds them from Iceberg tables,
-serving reads them from the published OpenSearch documents.
+the ones it sees online (checked by the parity test). Profiles are plain data: batch builds them
+from Iceberg tables, serving reads them from the published OpenSearch documents.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Load shedding: a feed that cannot start within ``serving.max_queue_ms`` of arriving is not queued.
 
 Without it a server past its capacity queues requests without bound and every answer comes
-late (16 s at p99 once, at 100 req/s). Two limits keep the wait bounded:
+late (16 s at p99 once, at 100 req/s). Three rules keep the wait bounded:
 
 * ``serving.max_concurrent_feeds`` pipelines run at once per worker (default 1). A pipeline is mostly
   Python under one GIL: two at once take turns on it and stretch each other (FastAPI's 40 threads
