@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import secrets
-
 from pathlib import Path
 
 import pytest
@@ -53,10 +53,17 @@ def delete_test_indices(settings: Settings) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_world(services, tmp_path_factory) -> Settings:
+def small_world_env(tmp_path_factory) -> dict[str, str]:
+    """The environment of a small world: the process's own (ports included) plus its overrides, as a
+    child process (``hybridrec serve``) would be given it."""
+    return {**os.environ, **small_world_environ(tmp_path_factory.mktemp("world"))}
+
+
+@pytest.fixture(scope="module")
+def small_world(services, small_world_env) -> Settings:
     """Settings of a freshly generated small synthetic world (nothing shared with the quick start or
     other modules); its indices are deleted afterwards."""
-    settings = load_settings(environ=small_world_environ(tmp_path_factory.mktemp("world")))
+    settings = load_settings(environ=small_world_env)
     generate_world_job(settings)
     yield settings
     delete_test_indices(settings)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from urllib.parse import quote
 
+import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -88,6 +92,40 @@ def test_warm_user_gets_a_ranked_personalised_feed(client, world, warm_user, sur
     assert all(i["sources"] and i["reason"] and i["topic_path"] for i in items)
     assert {"als", "popular"} <= set(body["sources_answered"])
     assert set(body["timings_ms"]) == {"queue", "load", "candidates", "rank", "rules", "respond"}
+
+
+def test_hybridrec_serve_answers_from_its_worker_processes(small_world_env, world, warm_user, tmp_path):
+    """The command operators run: two uvicorn workers (uvloop, httptools, the shared listener) serving
+    the published run over real HTTP, and stopping cleanly."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**small_world_env, "HYBRIDREC__SERVING__PORT": str(port), "HYBRIDREC__SERVING__WORKERS": "2"}
+    url = f"http://127.0.0.1:{port}"
+    with (tmp_path / "serve.log").open("wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "hybridrec.cli", "serve"], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "hybridrec serve did not answer /healthz within 90 s"
+            time.sleep(0.5)
+        with httpx.Client(base_url=url, timeout=30) as http:  # keep-alive: later requests reuse the connection
+            bodies = [http.get(f"/v1/feed/{warm_user}", params={"surface": s, "limit": 10}).json() for s in SURFACES]
+            bad = http.get(f"/v1/feed/{warm_user}", params={"surface": "moon"})
+    finally:
+        server.terminate()
+        exit_code = server.wait(timeout=30)
+    for body in bodies:
+        assert body["degraded"] is False and body["run_id"] == world[1] and body["items"]
+    assert bad.status_code == 422 and "surface" in bad.text
+    assert exit_code == 0
 
 
 def test_soccer_only_user_sees_no_baseball_clips(client, settings):
