@@ -9,7 +9,10 @@ definitions, :func:`hybridrec.models.ranking_metrics.list_metrics`) compare thre
 (a) ``popularity``: most engaged items before the label days (places: in the user's home region);
 (b) ``raw-search``: every taxonomy term the user typed taken as an interest, whatever the query was for
     ("볼리비아 비자" counts as South-America travel), ranked by the feed below;
-(c) ``student``: the distilled student's tags of the user's interest queries only.
+(c) ``student``: the distilled student's tags of the user's interest queries only;
+(t) ``truth``: the world's true interests of the user, weighted (``truth.user_interests``): not a
+    competitor but the ceiling of any interest tagger under this feed, so a lift that (c) misses can
+    be told apart from one no tagger could reach.
 
 A feed from interests takes, per interest tag, its most popular items (score = tag weight / (1 + rank
 within the tag), so tags share the slots by weight) and fills up with popular items.
@@ -51,6 +54,7 @@ K = 20
 FILLER_DEPTH = 200  # popular items a feed can fill up from
 TARGET_LIFT_OVER_POPULARITY = 3.0
 TARGET_CONFUSION = 0.01
+FEEDS = ("popularity", "raw-search", "student", "truth")
 
 
 def run_benchmark(settings: Settings) -> dict[str, Any]:
@@ -70,6 +74,7 @@ def run_benchmark(settings: Settings) -> dict[str, Any]:
     tag_raw = _memo(RuleQueryTagger(taxonomy).ground)
     interests = {name: _interests(history, tagger, taxonomy) for name, tagger in (("raw-search", tag_raw),
                                                                                   ("student", tag_student))}
+    interests["truth"] = _true_interests(lake, taxonomy)
 
     before, during = events[events["ts"] < label_start], events[events["ts"] >= label_start]
     results: dict[str, Any] = {}
@@ -81,7 +86,7 @@ def run_benchmark(settings: Settings) -> dict[str, Any]:
         popularity = before[before["surface"] == surface].groupby("item_id").size()
         feeds = FeedBuilder(items, popularity, users if surface == "place" else None)
         evaluated = relevant["user_id"].unique()
-        for name in ("popularity", "raw-search", "student"):
+        for name in FEEDS:
             lists = [(u, feeds.feed(u, interests.get(name, {}).get(u, {}))) for u in evaluated]
             recommended = pd.DataFrame([(u, i, r) for u, feed in lists for r, i in enumerate(feed, start=1)],
                                        columns=["user_id", "item_id", "rank"])
@@ -115,6 +120,18 @@ def _interests(history: pd.DataFrame, tag: Callable[[str], tuple[str, ...]], tax
         for t in tag(text):
             counts[user][taxonomy.topic_of(t)] += 1
     return {u: {t: n / sum(c.values()) for t, n in c.items()} for u, c in counts.items()}
+
+
+def _true_interests(lake: Lake, taxonomy: Taxonomy) -> dict[str, dict[str, float]]:
+    """Per user: true interest (topic level) → its weight among the user's interests."""
+    truth = lake.scan(TRUTH_USER_INTERESTS, columns=("user_id", "tag", "weight")).to_pandas()
+    truth["topic"] = truth["tag"].map(taxonomy.topic_of)
+    weights = truth.groupby(["user_id", "topic"])["weight"].sum()
+    totals = weights.groupby(level="user_id").transform("sum")
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for (user, topic), share in (weights / totals).items():
+        out[user][topic] = float(share)
+    return dict(out)
 
 
 def _catalog(lake: Lake, classifier) -> dict[str, pd.DataFrame]:
@@ -205,11 +222,13 @@ def _topic_confusion(lake: Lake, settings: Settings, taxonomy: Taxonomy, clips: 
 def _headline(results: dict[str, Any], confusion: dict[str, Any], run_id: str, label_start) -> dict[str, Any]:
     out: dict[str, Any] = {"student_run": run_id, "label_start": str(label_start.date()), "k": K}
     for surface in ("clip", "place"):
-        pop, raw, student = (results[f"{surface}/{n}"] for n in ("popularity", "raw-search", "student"))
-        for name, m in (("popularity", pop), ("raw-search", raw), ("student", student)):
+        pop, raw, student, truth = (results[f"{surface}/{n}"] for n in FEEDS)
+        for name in FEEDS:
+            m = results[f"{surface}/{name}"]
             out[f"{surface}/{name}/recall@{K}"], out[f"{surface}/{name}/ndcg@{K}"] = m[f"recall@{K}"], m[f"ndcg@{K}"]
         out[f"{surface}/users"] = student["users"]
         out[f"{surface}/student_over_popularity_ndcg"] = round(student[f"ndcg@{K}"] / max(pop[f"ndcg@{K}"], 1e-9), 2)
+        out[f"{surface}/truth_over_popularity_ndcg"] = round(truth[f"ndcg@{K}"] / max(pop[f"ndcg@{K}"], 1e-9), 2)
         out[f"{surface}/target_reached"] = bool(student[f"ndcg@{K}"] >= TARGET_LIFT_OVER_POPULARITY * pop[f"ndcg@{K}"]
                                                 and student[f"ndcg@{K}"] > raw[f"ndcg@{K}"])
     out["soccer_only_baseball_share"] = confusion["soccer_only_searchers"]["baseball_share"]
