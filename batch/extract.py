@@ -349,7 +349,7 @@ class ExtractJob:
     def user_embeddings(self) -> int:
         """Engaged items' and interest queries' vectors, weighted by event type and halved every half-life."""
         cfg = self.settings.extraction
-        weights = {k: v for k, v in self.settings.streaming.event_weights.items() if v > 0}
+        weights = {k: v for k, v in self.settings.signals.event_weights.items() if v > 0}
         as_of = self.sql(f"SELECT CAST(max(ts) AS STRING) AS t FROM {_t(EVENTS)}").first().t
         if as_of is None:
             log.info("user embeddings: no events yet")

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from hybridrec.config import RetrainSettings
+from hybridrec.config import RetrainSettings, SignalSettings
 from hybridrec.contract import EVENTS, INTERACTIONS
 from hybridrec.runinfo import RunContext
 
@@ -46,21 +46,22 @@ def last_event_day(spark) -> date:
     return row.day
 
 
-def weight_expression(cfg: RetrainSettings) -> str:
+def weight_expression(signals: SignalSettings) -> str:
     """SQL for one event's signed weight; dwell scales with time spent, capped at ``dwell_full_ms``."""
     cases = []
-    for event_type, weight in sorted(cfg.event_weights.items()):
-        value = f"{weight} * least(coalesce(dwell_ms, 0) / {cfg.dwell_full_ms}.0, 1.0)" if event_type == "dwell" else str(weight)
+    for event_type, weight in sorted(signals.event_weights.items()):
+        value = (f"{weight} * least(coalesce(dwell_ms, 0) / {signals.dwell_full_ms}.0, 1.0)" if event_type == "dwell"
+                 else str(weight))
         cases.append(f"WHEN '{event_type}' THEN {value}")
     return f"CASE event_type {' '.join(cases)} ELSE 0.0 END"
 
 
-def interactions_sql(cfg: RetrainSettings, split: TimeSplit, run: RunContext) -> str:
+def interactions_sql(cfg: RetrainSettings, signals: SignalSettings, split: TimeSplit, run: RunContext) -> str:
     decay = math.log(2) / cfg.half_life_days
     label_start = split.label_start.strftime("%Y-%m-%d %H:%M:%S")
     return f"""
         SELECT user_id, item_id, surface,
-               sum(({weight_expression(cfg)})
+               sum(({weight_expression(signals)})
                    * exp(-{decay} * (unix_timestamp(TIMESTAMP'{label_start}') - unix_timestamp(ts)) / 86400.0)) AS confidence,
                CAST(count(*) AS INT) AS events,
                max(ts) AS last_ts,
@@ -84,7 +85,8 @@ def labels_sql(split: TimeSplit) -> str:
     """
 
 
-def write_interactions(spark, cfg: RetrainSettings, split: TimeSplit, run: RunContext, attempts: int = 3) -> int:
+def write_interactions(spark, cfg: RetrainSettings, signals: SignalSettings, split: TimeSplit, run: RunContext,
+                       attempts: int = 3) -> int:
     """Replace ``derived.interactions`` with this run's matrix (one Iceberg commit).
 
     With the embedded SQLite catalog a JDBC connection can hold a stale WAL snapshot and fail the
@@ -93,7 +95,7 @@ def write_interactions(spark, cfg: RetrainSettings, split: TimeSplit, run: RunCo
     """
     for attempt in range(1, attempts + 1):
         try:
-            spark.sql(interactions_sql(cfg, split, run)).writeTo(_table(INTERACTIONS)).overwritePartitions()
+            spark.sql(interactions_sql(cfg, signals, split, run)).writeTo(_table(INTERACTIONS)).overwritePartitions()
             break
         except Exception as err:  # py4j wraps the JVM error; only the catalog race is retried
             if "SQLITE_BUSY" not in str(err) or attempt == attempts:

@@ -331,7 +331,7 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
         lake.table(INTERACTIONS)
         with spark_job(settings, "hybridrec-retrain") as spark:
             split = TimeSplit.ending_at(last_event_day(spark), settings.retrain.label_days)
-            rows = write_interactions(spark, settings.retrain, split, run)
+            rows = write_interactions(spark, settings.retrain, settings.signals, split, run)
             labels = spark.sql(labels_sql(split)).toPandas()
         matrix = _read(lake, INTERACTIONS, row_filter=f"run_id == '{run.run_id}'")
         return {"split": split, "interaction_rows": rows, "interactions": matrix, "labels": _unseen(labels, matrix)}

@@ -105,6 +105,27 @@ class GowallaSettings(_Section):
     path: str = str(PROJECT_ROOT.parent / "shared" / "data" / "gowalla")
 
 
+class SignalSettings(_Section):
+    """What one event says about a user's interest in its item, signed. One table for every reader:
+    the retrain's interaction confidence (ALS, co-visitation), the long-term content profile of the
+    extraction job and the stream's real-time context."""
+
+    event_weights: dict[str, float] = Field(default_factory=lambda: {
+        "view": 0.0, "click": 1.0, "dwell": 1.0, "like": 3.0, "save": 4.0, "share": 4.0, "visit": 5.0,
+        "skip": -1.0, "search": 0.0})
+    dwell_full_ms: int = Field(20_000, ge=1)  # the retrain counts a dwell fully from this long, in proportion below
+
+    @field_validator("event_weights")
+    @classmethod
+    def _known_event_types(cls, weights: dict[str, float]) -> dict[str, float]:
+        from hybridrec.contract import EVENT_TYPES  # the contract's own imports are heavier than config's
+
+        unknown = sorted(set(weights) - set(EVENT_TYPES))
+        if unknown:
+            raise ValueError(f"unknown event types {unknown}; known: {list(EVENT_TYPES)}")
+        return weights
+
+
 class StreamingSettings(_Section):
     """The real-time half (``hybridrec.streaming``): lake sink, user-context updater, replay, maintenance."""
 
@@ -126,8 +147,6 @@ class StreamingSettings(_Section):
     session_gap_s: int = Field(1800, ge=1)
     interest_half_life_s: float = Field(3600.0, gt=0)
     search_tags_half_life_s: float = Field(86_400.0, gt=0)
-    event_weights: dict[str, float] = Field(default_factory=lambda: {
-        "click": 1.0, "dwell": 1.0, "like": 2.0, "save": 3.0, "share": 3.0, "visit": 4.0, "skip": -1.0})
     query_tagger: Literal["student", "rules", "extraction"] = "student"
     item_vectors_alias: str = "items-{surface}"
     item_vector_field: str = "content_vector"
@@ -223,12 +242,8 @@ class RankerSettings(_Section):
 
 
 class RetrainSettings(_Section):
-    """The nightly pipeline: interaction weights, models, candidate depth, evaluation."""
+    """The nightly pipeline: interaction decay, models, candidate depth, evaluation."""
 
-    event_weights: dict[str, float] = Field(default_factory=lambda: {
-        "view": 0.0, "click": 1.0, "dwell": 1.0, "like": 3.0, "save": 4.0, "share": 4.0, "visit": 5.0,
-        "skip": -1.0, "search": 0.0})
-    dwell_full_ms: int = Field(20_000, ge=1)
     half_life_days: float = Field(14.0, gt=0)
     label_days: int = Field(3, ge=1)
     candidates_per_source: int = Field(100, ge=1)
@@ -314,6 +329,7 @@ class Settings(_Section):
     lake: LakeSettings = LakeSettings()
     synthetic: SyntheticSettings = SyntheticSettings()
     gowalla: GowallaSettings = GowallaSettings()
+    signals: SignalSettings = SignalSettings()
     streaming: StreamingSettings = StreamingSettings()
     extraction: ExtractionSettings = ExtractionSettings()
     retrain: RetrainSettings = RetrainSettings()

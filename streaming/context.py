@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from hybridrec.config import StreamingSettings
-from hybridrec.contract import EVENT_TYPES, EventRecord, QueryIntent, SearchQueryRecord
+from hybridrec.config import Settings
+from hybridrec.contract import EventRecord, QueryIntent, SearchQueryRecord
 from hybridrec.streaming.inbox import Message
 from hybridrec.streaming.tagging import QueryTagger
 from hybridrec.streaming.vectors import Item
@@ -48,12 +48,11 @@ class ContextRules:
     event_weights: Mapping[str, float]
 
     @classmethod
-    def from_settings(cls, s: StreamingSettings) -> "ContextRules":
-        unknown = set(s.event_weights) - set(EVENT_TYPES)
-        if unknown:
-            raise ValueError(f"streaming.event_weights: unknown event types {sorted(unknown)}; known: {EVENT_TYPES}")
+    def from_settings(cls, settings: Settings) -> "ContextRules":
+        s = settings.streaming
         return cls(s.engaged_items, s.skipped_items, s.search_tags, s.session_gap_s * 1000,
-                   s.interest_half_life_s * 1000, s.search_tags_half_life_s * 1000, dict(s.event_weights))
+                   s.interest_half_life_s * 1000, s.search_tags_half_life_s * 1000,
+                   dict(settings.signals.event_weights))
 
     def weight(self, event_type: str) -> float:
         return self.event_weights.get(event_type, 0.0)

@@ -170,7 +170,7 @@ def build_updater(settings: Settings, instance_id: str | None = None,
                   max_records=s.context_batch_messages, fetch_max_wait_ms=s.context_poll_ms)
     store = ContextStore.from_settings(settings)
     store.ensure_index()
-    folder = ContextFolder(ContextRules.from_settings(s), make_query_tagger(settings), k.events_topic, k.queries_topic)
+    folder = ContextFolder(ContextRules.from_settings(settings), make_query_tagger(settings), k.events_topic, k.queries_topic)
     if vectors is None:
         vectors = OpenSearchItemVectors.from_settings(settings)
     return ContextUpdater(inbox, store, folder, vectors, items, metrics, s.context_cache_users,

@@ -290,7 +290,7 @@ def _write_context(settings, user: str, events: list[dict]) -> None:
     store = ContextStore.from_settings(settings)
     store.ensure_index()
     k = settings.kafka
-    folder = ContextFolder(ContextRules.from_settings(settings.streaming), RuleQueryTagger(),
+    folder = ContextFolder(ContextRules.from_settings(settings), RuleQueryTagger(),
                            k.events_topic, k.queries_topic)
     messages = [Message(k.events_topic, 0, offset, 0, EventRecord.model_validate(event))
                 for offset, event in enumerate(events)]

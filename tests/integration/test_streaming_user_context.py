@@ -40,7 +40,7 @@ def world(services, tmp_path):
 def expected_contexts(world, vectors) -> dict[str, dict]:
     """One clean, in-order pass over everything replayed."""
     k = world.settings.kafka
-    folder = ContextFolder(ContextRules.from_settings(world.settings.streaming), RuleQueryTagger(),
+    folder = ContextFolder(ContextRules.from_settings(world.settings), RuleQueryTagger(),
                            k.events_topic, k.queries_topic)
     docs: dict[str, dict] = {}
     for offset, (kind, row) in enumerate(world.recording.messages()):

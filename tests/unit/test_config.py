@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from hybridrec.config import DEFAULT_CONFIG_FILE, load_settings
+from hybridrec.config import DEFAULT_CONFIG_FILE, SignalSettings, load_settings
 
 
 def test_default_file_loads_and_validates():
@@ -21,6 +21,11 @@ def test_serving_workers_default_to_one_per_core_plus_one(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     assert load_settings(environ={}).serving.workers == 9
     assert load_settings(environ={"HYBRIDREC__SERVING__WORKERS": "2"}).serving.workers == 2
+
+
+def test_event_weights_of_unknown_event_types_are_a_config_error():
+    with pytest.raises(ValidationError, match="purchase"):
+        SignalSettings(event_weights={"purchase": 5.0})
 
 
 def test_unknown_key_is_rejected_not_ignored():

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from hybridrec.config import StreamingSettings
+from hybridrec.config import Settings, StreamingSettings
 from hybridrec.contract import EventRecord, SearchQueryRecord
 from hybridrec.streaming.context import ContextFolder, ContextRules, offset_key
 from hybridrec.streaming.inbox import Message
@@ -15,8 +15,8 @@ from hybridrec.streaming.tagging import RuleQueryTagger
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 EVENTS, QUERIES = "events", "queries"
-RULES = ContextRules.from_settings(StreamingSettings(engaged_items=3, skipped_items=3, search_tags=2,
-                                                      interest_half_life_s=60, search_tags_half_life_s=60))
+RULES = ContextRules.from_settings(Settings(streaming=StreamingSettings(
+    engaged_items=3, skipped_items=3, search_tags=2, interest_half_life_s=60, search_tags_half_life_s=60)))
 FOLDER = ContextFolder(RULES, RuleQueryTagger(), EVENTS, QUERIES)
 _offsets = itertools.count()
 
@@ -108,6 +108,3 @@ def test_topic_interleaving_does_not_change_the_result():
     assert apart == together
 
 
-def test_unknown_event_weights_are_a_config_error():
-    with pytest.raises(ValueError, match="purchase"):
-        ContextRules.from_settings(StreamingSettings(event_weights={"purchase": 5.0}))

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 from kafka import TopicPartition
 
-from hybridrec.config import StreamingSettings
+from hybridrec.config import Settings
 from hybridrec.streaming.context import ContextFolder, ContextRules
 from hybridrec.streaming.metrics import Metrics
 from hybridrec.streaming.tagging import RuleQueryTagger
@@ -19,7 +19,7 @@ P0 = TopicPartition(TOPIC, 0)
 
 
 def make_updater(store, inbox, vectors=None, cache_users=100):
-    folder = ContextFolder(ContextRules.from_settings(StreamingSettings()), RuleQueryTagger(), TOPIC, "q")
+    folder = ContextFolder(ContextRules.from_settings(Settings()), RuleQueryTagger(), TOPIC, "q")
     return ContextUpdater(inbox, store, folder, vectors or StaticItemVectors({}), KnownItems({}), Metrics("test"),
                           cache_users=cache_users, commit_interval_ms=0)
 
