@@ -386,16 +386,15 @@ class ExtractJob:
 
 def extract_job(settings: Settings, max_chunks: int | None = None) -> dict[str, Any]:
     """The whole job as named steps; returns per-source accepted/rejected counts and row counts."""
-    from hybridrec.spark import spark_session
+    from hybridrec.spark import isolated_session
 
     lake = Lake(settings)
     for spec in CONTENT_TABLES:
         lake.table(spec)  # created with the contract's schema and partitioning if missing
     run = new_run(settings, "extract")
-    # A session of its own, so its own catalog connections: with the embedded SQLite catalog, a pooled
-    # connection left over from earlier work in the process holds a stale WAL snapshot and its next commit
-    # fails (SQLITE_BUSY_SNAPSHOT) once pyiceberg has written in between, e.g. the generator or the sink.
-    spark = spark_session(settings, app_name="hybridrec-extract").newSession()
+    # Catalog connections of its own: earlier work in the process (the generator, the sink) may have
+    # left stale ones behind (hybridrec.spark explains).
+    spark = isolated_session(settings, app_name="hybridrec-extract")
     # Required columns are filled from expressions Spark cannot prove non-null (JSON fields); a null still fails.
     spark.conf.set("spark.sql.iceberg.check-nullability", "false")
     job = ExtractJob(settings, spark, run, max_chunks)

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 from hybridrec.config import RetrainSettings, SignalSettings
 from hybridrec.contract import EVENTS, INTERACTIONS
 from hybridrec.runinfo import RunContext
+from hybridrec.spark import retry_stale_catalog
 
 log = logging.getLogger(__name__)
 
@@ -85,23 +86,13 @@ def labels_sql(split: TimeSplit) -> str:
     """
 
 
-def write_interactions(spark, cfg: RetrainSettings, signals: SignalSettings, split: TimeSplit, run: RunContext,
-                       attempts: int = 3) -> int:
-    """Replace ``derived.interactions`` with this run's matrix (one Iceberg commit).
+def write_interactions(spark, cfg: RetrainSettings, signals: SignalSettings, split: TimeSplit, run: RunContext) -> int:
+    """Replace ``derived.interactions`` with this run's matrix (one Iceberg commit, idempotent: retried
+    when it meets a stale catalog snapshot, :func:`hybridrec.spark.retry_stale_catalog`)."""
+    def write(session) -> None:
+        session.sql(interactions_sql(cfg, signals, split, run)).writeTo(_table(INTERACTIONS)).overwritePartitions()
 
-    With the embedded SQLite catalog a JDBC connection can hold a stale WAL snapshot and fail the
-    commit (SQLITE_BUSY_SNAPSHOT); the write is idempotent, so it is retried in a new session, whose
-    catalog opens fresh connections. Other errors are not retried.
-    """
-    for attempt in range(1, attempts + 1):
-        try:
-            spark.sql(interactions_sql(cfg, signals, split, run)).writeTo(_table(INTERACTIONS)).overwritePartitions()
-            break
-        except Exception as err:  # py4j wraps the JVM error; only the catalog race is retried
-            if "SQLITE_BUSY" not in str(err) or attempt == attempts:
-                raise
-            log.warning("interactions commit hit a stale SQLite catalog snapshot (attempt %d); retrying", attempt)
-            spark = spark.newSession()
+    spark, _ = retry_stale_catalog(spark, write)
     rows = spark.table(_table(INTERACTIONS)).where(f"run_id = '{run.run_id}'").count()
     log.info("interactions: %d user-item pairs before %s", rows, split.label_start.date())
     return rows

@@ -11,16 +11,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 from hybridrec.config import Settings
 from hybridrec.infra.maven import Artifact, fetch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def spark_artifacts(settings: Settings) -> list[Artifact]:
@@ -74,18 +75,43 @@ def catalog_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
+# The embedded SQLite catalog and its JDBC connections: a pooled connection can hold a read snapshot
+# (WAL), and once pyiceberg (the generator, the stream's sink) has committed in between, that
+# connection's next commit fails with SQLITE_BUSY_SNAPSHOT. A session's catalog pools its own
+# connections, so a new session (``newSession()``: same SparkContext, cheap) starts from fresh ones.
+# The helpers below are the project's only answers to it; a server-backed catalog never needs them.
+STALE_CATALOG_ERROR = "SQLITE_BUSY"
+
+
 @contextmanager
 def spark_job(settings: Settings, app_name: str) -> Iterator[Any]:
-    """A Spark session for one job's Spark steps, stopped afterwards.
-
-    Stopping matters beyond memory: the embedded SQLite catalog's JDBC connections can hold a read
-    snapshot, and a long-lived session would then fail its next commit after pyiceberg wrote.
-    """
+    """A Spark session for one job's Spark steps, stopped afterwards (a long-lived one would keep stale
+    catalog connections, above)."""
     session = spark_session(settings, app_name)
     try:
         yield session
     finally:
         session.stop()
+
+
+def isolated_session(settings: Settings, app_name: str) -> Any:
+    """A session whose catalog connections are its own, not ones left over from earlier work in the process."""
+    return spark_session(settings, app_name).newSession()
+
+
+def retry_stale_catalog(spark: Any, write: Callable[[Any], T], attempts: int = 3) -> tuple[Any, T]:
+    """``write(session)`` retried in a new session when its commit meets a stale catalog snapshot;
+    other errors are not retried, so ``write`` must be idempotent. Returns the session that succeeded."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return spark, write(spark)
+        except Exception as err:  # py4j wraps the JVM error; only the catalog race is retried
+            if STALE_CATALOG_ERROR not in str(err) or attempt == attempts:
+                raise
+            log.warning("commit met a stale SQLite catalog snapshot (attempt %d of %d); retrying in a new session",
+                        attempt, attempts)
+            spark = spark.newSession()
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def spark_session(settings: Settings, app_name: str = "hybridrec"):
