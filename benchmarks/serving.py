@@ -44,6 +44,7 @@ MAX_CONNECTIONS = 1000  # open loop: at 200 req/s and 5 s answers, 1000 requests
 WARM_TIMEOUT_S = 180.0  # the clip item cache of a 20k-item world takes ~25 s to load on an idle machine
 WARM_LOG_LINE = "item cache warmed"  # logged by hybridrec.serving.candidates.ItemCache once per index and worker
 PAUSE_BETWEEN_RATES_S = 3.0
+TARGET_RATE, TARGET_P99_MS = 100, 50.0  # issue #7
 
 
 # ---------------------------------------------------------------- the load generator (its own process)
@@ -238,7 +239,41 @@ def run_benchmark(settings: Settings, rates: list[float], seconds: float) -> dic
                "note": "machine shared with other engineers' jobs while measured" if contended else ""}
     path = write_result("serving", "feed API latency under load", "synthetic world, published indices",
                         "hybridrec bench serving", metrics)
-    return {**metrics, "result_file": str(Path(path).relative_to(PROJECT_ROOT))}
+    plot = plot_latency(table, path.with_suffix(".png"))
+    return {**metrics, "result_file": str(Path(path).relative_to(PROJECT_ROOT)),
+            "plot": str(plot.relative_to(PROJECT_ROOT))}
+
+
+def plot_latency(by_rate: dict[str, dict], path: Path) -> Path:
+    """Latency percentiles and shed share against the offered rate, beside each stage's p99 per rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = sorted(by_rate, key=float)
+    offered = [float(r) for r in rates]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    for q, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
+        left.plot(offered, [by_rate[r][f"{q}_ms"] for r in rates], style, label=q)
+    left.plot([TARGET_RATE], [TARGET_P99_MS], "r*", markersize=12, label=f"target: p99 < {TARGET_P99_MS:g} ms")
+    left.set(xlabel="offered requests/s", ylabel="latency, ms (all answers)", title="feed latency under load")
+    shed = left.twinx()
+    shed.bar(offered, [100 * by_rate[r]["shed_share"] for r in rates], width=12, alpha=0.2, color="grey")
+    shed.set_ylabel("shed to the fallback list, %")
+    left.legend(loc="upper left")
+    width = 0.8 / len(rates)
+    for n, rate in enumerate(rates):
+        stages = by_rate[rate]["stages"]
+        right.bar([k + n * width for k in range(len(STAGES))], [stages[s]["p99_ms"] or 0 for s in STAGES], width,
+                  label=f"{rate} req/s")
+    right.set_xticks([k + width * (len(rates) - 1) / 2 for k in range(len(STAGES))], STAGES)
+    right.set(ylabel="p99, ms", title="where the time goes: stage p99")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":
