@@ -191,7 +191,7 @@ def _topic_confusion(lake: Lake, settings: Settings, taxonomy: Taxonomy, clips: 
     interests = _interests(queries[queries["user_id"].isin(soccer_no_baseball)], tag, taxonomy)
     popularity = events[events["surface"] == "clip"].groupby("item_id").size()
     feeds = FeedBuilder(clips, popularity, None)
-    rule_set = rules.RuleSet.from_settings(settings.serving)
+    rule_set = rules.RuleSet.from_settings(settings.serving, "clip")
     docs = {i: {"topic_path": r.topic_path, "predicted_topic_path": r.predicted_topic_path, "creator_id": r.creator_id}
             for i, r in clips.iterrows()}
     now = datetime.now(timezone.utc)

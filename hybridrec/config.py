@@ -289,6 +289,10 @@ class ServingSettings(_Section):
     interest_tags: int = Field(8, ge=1)  # strongest interest tags a user's keyword/BM25 query uses
     covisit_seed_items: int = Field(50, ge=1)  # most recent engaged items expanded by co-visitation
     min_topic_share: float = Field(0.1, ge=0, le=1)  # affinity for a topic to count as an interest
+    # Surfaces whose feeds hold topic consistency. Clips: a soccer fan gets no baseball filler. Not places
+    # by default: a map of one cuisine is no better for it (a jjajang regular still drinks coffee), and
+    # blocking every sibling cuisine left too few places to fill the feed under the topic cap.
+    topic_consistency_surfaces: list[Literal["place", "clip"]] = Field(default_factory=lambda: ["clip"])
     max_per_creator: int = Field(2, ge=1)
     max_topic_share: float = Field(0.5, gt=0, le=1)  # of the feed, per topic path
     mmr_lambda: float = Field(0.8, ge=0, le=1)  # 1: relevance only; 0: diversity only

@@ -186,7 +186,7 @@ class FeedPipeline:
 
     def _rules(self, query: FeedQuery, state: UserState, candidates: Candidates, ranked: list[tuple[str, float]],
                variant: ExperimentVariant) -> list[str]:
-        rule_set = rules.RuleSet.from_settings(self.cfg, variant.mmr_lambda, variant.topic_consistency)
+        rule_set = rules.RuleSet.from_settings(self.cfg, query.surface, variant)
         interests = {**{t: w / (sum(state.searched.values()) or 1) for t, w in state.searched.items()},
                      **state.profile.topic_affinity}
         blocked = rules.blocked_topics(self.taxonomy, interests, rule_set.min_topic_share)

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from hybridrec.config import ServingSettings
+from hybridrec.config import ExperimentVariant, ServingSettings
 from hybridrec.taxonomy import Taxonomy
 
 MINUTES_PER_DAY = 1440
@@ -35,10 +35,13 @@ class RuleSet:
     timezone: str
 
     @classmethod
-    def from_settings(cls, s: ServingSettings, mmr_lambda: float | None = None,
-                      topic_consistency: bool = True) -> "RuleSet":
-        return cls(s.max_per_creator, s.max_topic_share, s.mmr_lambda if mmr_lambda is None else mmr_lambda,
-                   topic_consistency, s.min_topic_share, s.open_now_only, s.timezone)
+    def from_settings(cls, s: ServingSettings, surface: str, variant: ExperimentVariant | None = None) -> "RuleSet":
+        """The rules of a ``surface``'s feed under ``variant`` (None: the configured defaults). Topic
+        consistency holds on ``serving.topic_consistency_surfaces`` only."""
+        mmr_lambda = variant.mmr_lambda if variant is not None and variant.mmr_lambda is not None else s.mmr_lambda
+        consistency = (variant is None or variant.topic_consistency) and surface in s.topic_consistency_surfaces
+        return cls(s.max_per_creator, s.max_topic_share, mmr_lambda, consistency, s.min_topic_share,
+                   s.open_now_only, s.timezone)
 
 
 def blocked_topics(taxonomy: Taxonomy, topic_affinity: Mapping[str, float], min_share: float) -> set[str]:

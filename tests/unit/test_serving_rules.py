@@ -38,7 +38,18 @@ def test_opening_hours_past_midnight():
 
 
 def _rules(**overrides) -> RuleSet:
-    return RuleSet.from_settings(ServingSettings(**overrides))
+    return RuleSet.from_settings(ServingSettings(**overrides), "clip")
+
+
+def test_topic_consistency_holds_on_the_configured_surfaces_unless_the_variant_turns_it_off():
+    settings = ServingSettings()
+    assert RuleSet.from_settings(settings, "clip").topic_consistency
+    assert not RuleSet.from_settings(settings, "place").topic_consistency
+    assert RuleSet.from_settings(ServingSettings(topic_consistency_surfaces=["place", "clip"]), "place").topic_consistency
+    loose = ExperimentVariant(name="loose", topic_consistency=False, mmr_lambda=0.3)
+    rules = RuleSet.from_settings(settings, "clip", loose)
+    assert not rules.topic_consistency and rules.mmr_lambda == 0.3
+    assert RuleSet.from_settings(settings, "clip").mmr_lambda == settings.mmr_lambda
 
 
 def test_select_respects_creator_and_topic_caps():
