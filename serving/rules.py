@@ -103,6 +103,7 @@ class Similarity:
 
     def __init__(self, docs: Sequence[Mapping[str, Any]]):
         self.matrix: np.ndarray | None = None
+        self.norms: np.ndarray | None = None
         for field_name in ("content_vector", "cf_vector"):
             vectors = [d.get(field_name) for d in docs]
             if all(v is not None and len(v) for v in vectors) and len({len(v) for v in vectors}) == 1:
@@ -112,7 +113,7 @@ class Similarity:
                 return
 
     def to(self, row: int) -> np.ndarray | float:
-        if self.matrix is None:
+        if self.matrix is None or self.norms is None:
             return 0.0
         return (self.matrix @ self.matrix[row]) / (self.norms * self.norms[row])
 
