@@ -346,7 +346,7 @@ def feed(ctx: click.Context, user_id: str, surface: str, limit: int) -> None:
 
 
 @bench.command("serving")
-@click.option("--seconds", type=float, default=20.0, show_default=True, help="Load duration per rate.")
+@click.option("--seconds", type=float, default=60.0, show_default=True, help="Load duration per rate.")
 @click.option("--rates", default="50,100,200", show_default=True, help="Requests/s, comma-separated.")
 @click.pass_context
 def bench_serving(ctx: click.Context, seconds: float, rates: str) -> None:
