@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from hybridrec.features.documents import item_profile_from_document
 from hybridrec.features.ranking import SOURCES, ItemProfile, haversine_km
@@ -127,10 +126,10 @@ class Candidates:
     def frame(self, user_id: str) -> dict[str, np.ndarray]:
         """Candidate columns for :func:`~hybridrec.features.ranking.feature_matrix`: one row per item with
         ``<source>_score``/``<source>_rank`` (1-based by score) for the ranker's sources."""
-        ids = np.array(list(self.items), dtype=object)
-        columns = {"user_id": np.full(len(ids), user_id, dtype=object), "item_id": ids}
+        ids = list(self.items)
+        columns = {"user_id": np.full(len(ids), user_id, dtype=object), "item_id": np.array(ids, dtype=object)}
         for source in SOURCES:
-            values = self._values(source, list(ids))
+            values = self._values(source, ids)
             columns[f"{source}_score"], columns[f"{source}_rank"] = values, _ranks(values)
         return columns
 
