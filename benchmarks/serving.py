@@ -265,8 +265,8 @@ def plot_latency(by_rate: dict[str, dict], path: Path) -> Path:
     width = 0.8 / len(rates)
     for n, rate in enumerate(rates):
         stages = by_rate[rate]["stages"]
-        right.bar([k + n * width for k in range(len(STAGES))], [stages[s]["p99_ms"] or 0 for s in STAGES], width,
-                  label=f"{rate} req/s")
+        p99 = [stages.get(s, {}).get("p99_ms") or 0 for s in STAGES]  # no stage where nothing was personalised
+        right.bar([k + n * width for k in range(len(STAGES))], p99, width, label=f"{rate} req/s")
     right.set_xticks([k + width * (len(rates) - 1) / 2 for k in range(len(STAGES))], STAGES)
     right.set(ylabel="p99, ms", title="where the time goes: stage p99")
     right.legend()
