@@ -167,8 +167,8 @@ def read_log_queries(spark, limit: int) -> pd.DataFrame:
         WITH by_label AS (
             SELECT q.text, t.intent, to_json(array_sort(t.tags)) AS tags, count(*) AS n,
                    avg(t.confidence) AS confidence
-            FROM {SEARCH_QUERIES.namespace}.{SEARCH_QUERIES.name} q
-            JOIN {QUERY_TAGS.namespace}.{QUERY_TAGS.name} t ON q.query_id = t.query_id
+            FROM {SEARCH_QUERIES.qualified_name} q
+            JOIN {QUERY_TAGS.qualified_name} t ON q.query_id = t.query_id
             GROUP BY q.text, t.intent, to_json(array_sort(t.tags))),
         ranked AS (
             SELECT *, sum(n) OVER (PARTITION BY text) AS searches,
@@ -187,8 +187,8 @@ def read_clips(spark, limit: int) -> pd.DataFrame:
                count(k.tag) AS topic_keywords,
                count_if(k.tag = c.topic_path OR startswith(k.tag, concat(c.topic_path, '/'))
                         OR startswith(c.topic_path, concat(k.tag, '/'))) AS agreeing
-        FROM {CLIPS.namespace}.{CLIPS.name} c
-        LEFT JOIN {ITEM_KEYWORDS.namespace}.{ITEM_KEYWORDS.name} k
+        FROM {CLIPS.qualified_name} c
+        LEFT JOIN {ITEM_KEYWORDS.qualified_name} k
           ON k.item_id = c.item_id AND k.surface = 'clip' AND k.aspect = 'topic'
         GROUP BY c.item_id, c.title, c.description, c.topic_path
         ORDER BY xxhash64(c.item_id) LIMIT {limit}""").toPandas()
@@ -255,7 +255,7 @@ def distill_job(settings: Settings) -> dict[str, Any]:
     lake = Lake(settings)
     for spec in (QUERY_TAGS, ITEM_KEYWORDS):
         if not lake.exists(spec):
-            raise RuntimeError(f"{spec.namespace}.{spec.name} is missing: the teacher's labels come from the "
+            raise RuntimeError(f"{spec.qualified_name} is missing: the teacher's labels come from the "
                                "extraction stage, run `hybridrec batch extract` first")
     run = new_run(settings, "distill")
     registry = Registry(lake, run)

@@ -49,10 +49,6 @@ KEYWORDS_JSON = "array<struct<text:string,weight:double,tag:string,aspect:string
 QUERY_JSON = "struct<intent:string,tags:array<string>,keywords:array<string>,confidence:double>"
 
 
-def _t(spec: TableSpec) -> str:
-    return f"{spec.namespace}.{spec.name}"
-
-
 def extractor_fingerprint(settings: Settings) -> str:
     """What, besides the text, decides an extraction's output: a change re-reads every text."""
     cfg = settings.extraction
@@ -171,7 +167,8 @@ class ExtractJob:
 
         hashed = docs.withColumn("content_hash", F.substring(F.sha2(F.concat_ws(
             "\u0000", F.lit(self.fingerprint), F.col("hash_input")), 256), 1, 16)).drop("hash_input")
-        done = self.spark.table(_t(EXTRACTION_STATE)).where(F.col("source") == source).select("doc_id", "content_hash")
+        done = (self.spark.table(EXTRACTION_STATE.qualified_name).where(F.col("source") == source)
+                .select("doc_id", "content_hash"))
         return hashed.join(done, ["doc_id", "content_hash"], "left_anti")
 
     def _process(self, source: str, pending, infer: Callable, schema: str, write: Callable[[], None],
@@ -222,7 +219,7 @@ class ExtractJob:
 
     def _write_ledger(self, source: str) -> None:
         self.sql(f"""
-            MERGE INTO {_t(EXTRACTION_STATE)} t
+            MERGE INTO {EXTRACTION_STATE.qualified_name} t
             USING (SELECT '{source}' AS source, doc_id, content_hash, '{self.backend}' AS backend, status, reason,
                           '{self.run.run_id}' AS run_id, current_timestamp() AS processed_at FROM chunk_results) s
             ON t.source = s.source AND t.doc_id = s.doc_id
@@ -231,13 +228,13 @@ class ExtractJob:
 
     def _replace_rows(self, spec: TableSpec, key: str, select: str) -> None:
         """Delete the chunk's documents' old rows, insert the new ones: a redone chunk never duplicates."""
-        self.sql(f"MERGE INTO {_t(spec)} t USING (SELECT DISTINCT doc_id FROM chunk_results) s "
+        self.sql(f"MERGE INTO {spec.qualified_name} t USING (SELECT DISTINCT doc_id FROM chunk_results) s "
                  f"ON t.{key} = s.doc_id WHEN MATCHED THEN DELETE")
-        self.sql(f"INSERT INTO {_t(spec)} {select}")
+        self.sql(f"INSERT INTO {spec.qualified_name} {select}")
 
     # ---- steps
     def reviews(self) -> Counts:
-        docs = self.spark.table(_t(REVIEWS)).selectExpr(
+        docs = self.spark.table(REVIEWS.qualified_name).selectExpr(
             "review_id AS doc_id", "item_id", "language", "text", "text AS hash_input")
 
         def write() -> None:
@@ -251,7 +248,7 @@ class ExtractJob:
         return self._process("review", self._pending("review", docs), extract_partition, RESULT_SCHEMA, write)
 
     def clips(self) -> Counts:
-        docs = self.spark.table(_t(CLIPS)).selectExpr(
+        docs = self.spark.table(CLIPS.qualified_name).selectExpr(
             "item_id AS doc_id", "concat_ws('. ', title, description) AS text",
             "to_json(named_struct('title', title, 'description', description)) AS hash_input")
 
@@ -267,23 +264,23 @@ class ExtractJob:
         limit = self.settings.extraction.answer_docs
         self.sql(f"""
             CREATE OR REPLACE TEMP VIEW answer_docs AS
-            SELECT item_id, named_struct('text', name, 'tags', array(category_path)) AS doc FROM {_t(PLACES)}
+            SELECT item_id, named_struct('text', name, 'tags', array(category_path)) AS doc FROM {PLACES.qualified_name}
             UNION ALL
             SELECT item_id, named_struct('text', concat_ws('. ', title, description), 'tags', array(topic_path)) AS doc
-            FROM {_t(CLIPS)}""")
+            FROM {CLIPS.qualified_name}""")
         docs = self.sql(f"""
             SELECT c.query_id AS doc_id, first(c.user_id) AS user_id, first(c.text) AS text,
                    slice(array_sort(collect_list(
                        CASE WHEN a.doc IS NOT NULL THEN named_struct('pos', c.pos, 'doc', a.doc) END)), 1, {limit}).doc
                        AS answer_docs
-            FROM (SELECT q.query_id, q.user_id, q.text, clicked.pos, clicked.id FROM {_t(SEARCH_QUERIES)} q
+            FROM (SELECT q.query_id, q.user_id, q.text, clicked.pos, clicked.id FROM {SEARCH_QUERIES.qualified_name} q
                   LATERAL VIEW OUTER posexplode(q.clicked_item_ids) clicked AS pos, id) c
             LEFT JOIN answer_docs a ON a.item_id = c.id
             GROUP BY c.query_id""").selectExpr("*", "to_json(named_struct('q', text, 'a', answer_docs)) AS hash_input")
 
         def write() -> None:
             self.sql(f"""
-                MERGE INTO {_t(QUERY_TAGS)} t
+                MERGE INTO {QUERY_TAGS.qualified_name} t
                 USING (SELECT r.doc_id AS query_id, d.user_id, r.status, from_json(r.payload, '{QUERY_JSON}') AS q,
                               r.content_hash
                        FROM chunk_results r JOIN chunk_docs d ON r.doc_id = d.doc_id) s
@@ -302,12 +299,12 @@ class ExtractJob:
         """Every place's keywords, aggregated over its reviews: one atomic overwrite of the place partition."""
         self.spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
         self.sql(f"""
-            INSERT OVERWRITE {_t(ITEM_KEYWORDS)}
+            INSERT OVERWRITE {ITEM_KEYWORDS.qualified_name}
             SELECT item_id, 'place', keyword, weight / max(weight) OVER (PARTITION BY item_id), mentions, tag, aspect
             FROM (SELECT item_id, keyword, sum(weight) AS weight, CAST(count(DISTINCT review_id) AS INT) AS mentions,
                          max(tag) AS tag, max(aspect) AS aspect
-                  FROM {_t(REVIEW_KEYWORDS)} GROUP BY item_id, keyword)""")
-        return self.sql(f"SELECT count(*) AS n FROM {_t(ITEM_KEYWORDS)} WHERE surface = 'place'").first().n
+                  FROM {REVIEW_KEYWORDS.qualified_name} GROUP BY item_id, keyword)""")
+        return self.sql(f"SELECT count(*) AS n FROM {ITEM_KEYWORDS.qualified_name} WHERE surface = 'place'").first().n
 
     def item_embeddings(self) -> Counts:
         """Places from name, category and top keywords; clips from title, description and topic."""
@@ -319,25 +316,25 @@ class ExtractJob:
         docs = self.sql(f"""
             WITH ranked AS (
                 SELECT item_id, keyword, row_number() OVER (PARTITION BY item_id ORDER BY weight DESC, keyword) AS rank
-                FROM {_t(ITEM_KEYWORDS)} WHERE surface = 'place'),
+                FROM {ITEM_KEYWORDS.qualified_name} WHERE surface = 'place'),
             place_text AS (
                 SELECT p.item_id, concat_ws('. ', p.name, l.label,
                        concat_ws(', ', transform(
                            array_sort(collect_list(named_struct('rank', k.rank, 'kw', k.keyword))), x -> x.kw))) AS text
-                FROM {_t(PLACES)} p LEFT JOIN tag_labels l ON l.path = p.category_path
+                FROM {PLACES.qualified_name} p LEFT JOIN tag_labels l ON l.path = p.category_path
                 LEFT JOIN ranked k ON k.item_id = p.item_id AND k.rank <= {top}
                 GROUP BY p.item_id, p.name, l.label)
             SELECT item_id AS doc_id, 'place' AS surface, text FROM place_text
             UNION ALL
             SELECT c.item_id, 'clip', concat_ws('. ', c.title, c.description, l.label)
-            FROM {_t(CLIPS)} c LEFT JOIN tag_labels l ON l.path = c.topic_path""")
+            FROM {CLIPS.qualified_name} c LEFT JOIN tag_labels l ON l.path = c.topic_path""")
         docs = docs.selectExpr("*", f"substring(sha2(concat_ws('|', '{model}', text), 256), 1, 16) AS content_hash")
-        existing = self.spark.table(_t(ITEM_EMBEDDINGS)).selectExpr("item_id AS doc_id", "content_hash")
+        existing = self.spark.table(ITEM_EMBEDDINGS.qualified_name).selectExpr("item_id AS doc_id", "content_hash")
         pending = docs.join(existing, ["doc_id", "content_hash"], "left_anti")
 
         def write() -> None:
             self.sql(f"""
-                MERGE INTO {_t(ITEM_EMBEDDINGS)} t
+                MERGE INTO {ITEM_EMBEDDINGS.qualified_name} t
                 USING (SELECT r.item_id, d.surface, r.embedding, '{model}' AS model, r.content_hash
                        FROM chunk_results r JOIN chunk_docs d ON r.item_id = d.doc_id) s
                 ON t.item_id = s.item_id
@@ -350,7 +347,7 @@ class ExtractJob:
         """Engaged items' and interest queries' vectors, weighted by event type and halved every half-life."""
         cfg = self.settings.extraction
         weights = {k: v for k, v in self.settings.signals.event_weights.items() if v > 0}
-        as_of = self.sql(f"SELECT CAST(max(ts) AS STRING) AS t FROM {_t(EVENTS)}").first().t
+        as_of = self.sql(f"SELECT CAST(max(ts) AS STRING) AS t FROM {EVENTS.qualified_name}").first().t
         if as_of is None:
             log.info("user embeddings: no events yet")
             return 0
@@ -363,13 +360,14 @@ class ExtractJob:
             SELECT user_id, 'item' AS kind, item_id AS ref,
                    sum((CASE event_type {" ".join(f"WHEN '{k}' THEN {v}" for k, v in weights.items())} END)
                        * {decay("ts")}) AS weight
-            FROM {_t(EVENTS)} WHERE item_id IS NOT NULL AND event_type IN ({", ".join(f"'{k}'" for k in weights)})
+            FROM {EVENTS.qualified_name}
+            WHERE item_id IS NOT NULL AND event_type IN ({", ".join(f"'{k}'" for k in weights)})
             GROUP BY user_id, item_id
             UNION ALL
             SELECT q.user_id, 'query', q.text, {cfg.query_weight} * {decay("q.ts")}
-            FROM {_t(SEARCH_QUERIES)} q JOIN {_t(QUERY_TAGS)} t ON t.query_id = q.query_id
+            FROM {SEARCH_QUERIES.qualified_name} q JOIN {QUERY_TAGS.qualified_name} t ON t.query_id = q.query_id
             WHERE t.intent = 'interest'""")
-        vectors = self.spark.table(_t(ITEM_EMBEDDINGS)).select("item_id", "embedding").toPandas()
+        vectors = self.spark.table(ITEM_EMBEDDINGS.qualified_name).select("item_id", "embedding").toPandas()
         index = {item_id: i for i, item_id in enumerate(vectors["item_id"])}
         matrix = (np.stack(vectors["embedding"].to_numpy()).astype(np.float32) if len(vectors)
                   else np.zeros((0, 1), dtype=np.float32))
@@ -379,9 +377,9 @@ class ExtractJob:
             lambda group: user_vector_group(group, broadcast, settings_json), USER_SCHEMA)
         users.selectExpr("user_id", "embedding", "items", "queries", f"'{cfg.embedder}' AS model",
                          f"TIMESTAMP '{as_of}' AS as_of").createOrReplaceTempView("user_vectors")
-        self.sql(f"INSERT OVERWRITE {_t(USER_EMBEDDINGS)} SELECT * FROM user_vectors")
+        self.sql(f"INSERT OVERWRITE {USER_EMBEDDINGS.qualified_name} SELECT * FROM user_vectors")
         broadcast.unpersist()
-        return self.spark.table(_t(USER_EMBEDDINGS)).count()
+        return self.spark.table(USER_EMBEDDINGS.qualified_name).count()
 
 
 def extract_job(settings: Settings, max_chunks: int | None = None) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def load_gowalla(lake: Lake, data_dir: Path, run: RunContext) -> dict[str, int]:
         path = data_dir / f"{split}.txt"
         if not path.exists():
             raise FileNotFoundError(f"Gowalla {split} split not found at {path} (see shared/data/gowalla/PROVENANCE.md)")
-        counts[f"{spec.namespace}.{spec.name}"] = lake.replace(spec, split_batches(path, split), run)
+        counts[spec.qualified_name] = lake.replace(spec, split_batches(path, split), run)
     return counts
 
 

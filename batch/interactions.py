@@ -36,14 +36,10 @@ class TimeSplit:
         return cls(label_start=end - timedelta(days=label_days), label_end=end)
 
 
-def _table(spec) -> str:
-    return f"{spec.namespace}.{spec.name}"
-
-
 def last_event_day(spark) -> date:
-    row = spark.sql(f"SELECT CAST(max(ts) AS DATE) AS day FROM {_table(EVENTS)}").collect()[0]
+    row = spark.sql(f"SELECT CAST(max(ts) AS DATE) AS day FROM {EVENTS.qualified_name}").collect()[0]
     if row.day is None:
-        raise ValueError(f"{_table(EVENTS)} is empty: nothing to retrain on")
+        raise ValueError(f"{EVENTS.qualified_name} is empty: nothing to retrain on")
     return row.day
 
 
@@ -67,7 +63,7 @@ def interactions_sql(cfg: RetrainSettings, signals: SignalSettings, split: TimeS
                CAST(count(*) AS INT) AS events,
                max(ts) AS last_ts,
                '{run.run_id}' AS run_id
-        FROM {_table(EVENTS)}
+        FROM {EVENTS.qualified_name}
         WHERE ts < TIMESTAMP'{label_start}' AND item_id IS NOT NULL
         GROUP BY user_id, item_id, surface
         HAVING abs(confidence) > 1e-9
@@ -79,7 +75,7 @@ def labels_sql(split: TimeSplit) -> str:
     start, end = (t.strftime("%Y-%m-%d %H:%M:%S") for t in (split.label_start, split.label_end))
     return f"""
         SELECT user_id, item_id, surface, max(CASE event_type {gains} ELSE 0 END) AS gain
-        FROM {_table(EVENTS)}
+        FROM {EVENTS.qualified_name}
         WHERE ts >= TIMESTAMP'{start}' AND ts < TIMESTAMP'{end}' AND item_id IS NOT NULL
         GROUP BY user_id, item_id, surface
         HAVING gain > 0
@@ -90,9 +86,10 @@ def write_interactions(spark, cfg: RetrainSettings, signals: SignalSettings, spl
     """Replace ``derived.interactions`` with this run's matrix (one Iceberg commit, idempotent: retried
     when it meets a stale catalog snapshot, :func:`hybridrec.spark.retry_stale_catalog`)."""
     def write(session) -> None:
-        session.sql(interactions_sql(cfg, signals, split, run)).writeTo(_table(INTERACTIONS)).overwritePartitions()
+        matrix = session.sql(interactions_sql(cfg, signals, split, run))
+        matrix.writeTo(INTERACTIONS.qualified_name).overwritePartitions()
 
     spark, _ = retry_stale_catalog(spark, write)
-    rows = spark.table(_table(INTERACTIONS)).where(f"run_id = '{run.run_id}'").count()
+    rows = spark.table(INTERACTIONS.qualified_name).where(f"run_id = '{run.run_id}'").count()
     log.info("interactions: %d user-item pairs before %s", rows, split.label_start.date())
     return rows

@@ -46,7 +46,7 @@ def describe_lake(settings: Settings, sample_rows: int = 3, specs: tuple[TableSp
                      f"{props.get('hybridrec.run-id', '-')}")
         if sample_rows and props:
             head = lake.table(spec).scan(limit=sample_rows).to_pandas()
-            samples.append(f"\n-- {spec.namespace}.{spec.name} (first {len(head)} rows)\n{head.to_string(max_colwidth=48)}")
+            samples.append(f"\n-- {spec.qualified_name} (first {len(head)} rows)\n{head.to_string(max_colwidth=48)}")
     return "\n".join(lines + samples)
 
 
@@ -57,7 +57,7 @@ def spark_event_summary(settings: Settings) -> list[dict[str, Any]]:
     with spark_job(settings, "hybridrec-lake-check") as spark:
         rows = spark.sql(
             f"SELECT surface, event_type, count(*) AS events, count(DISTINCT user_id) AS users "
-            f"FROM {EVENTS.namespace}.{EVENTS.name} GROUP BY surface, event_type ORDER BY surface, events DESC"
+            f"FROM {EVENTS.qualified_name} GROUP BY surface, event_type ORDER BY surface, events DESC"
         ).collect()
     return [row.asDict() for row in rows]
 
@@ -69,7 +69,7 @@ def synthetic_benchmark(settings: Settings) -> dict[str, Any]:
     started = time.perf_counter()
     counts = generate_world_job(settings)
     seconds = time.perf_counter() - started
-    events = counts[f"{EVENTS.namespace}.{EVENTS.name}"]
+    events = counts[EVENTS.qualified_name]
     metrics = {
         "events": events,
         "seconds": round(seconds, 2),

@@ -26,7 +26,7 @@ class Registry:
             if self.lake.exists(spec):
                 snapshot = self.lake.table(spec).current_snapshot()
                 if snapshot is not None:
-                    ids[f"{spec.namespace}.{spec.name}"] = snapshot.snapshot_id
+                    ids[spec.qualified_name] = snapshot.snapshot_id
         return ids
 
     def run_steps(self, steps: Sequence[Step], context: dict[str, Any],

@@ -22,7 +22,7 @@ def write_world(lake: Lake, cfg: SyntheticSettings, run: RunContext) -> dict[str
     counts: dict[str, int] = {}
     chunks = tqdm(generate_world(cfg), desc="synthetic world", unit="chunk", leave=False)
     for spec, batches in itertools.groupby(chunks, key=lambda pair: pair[0]):
-        name = f"{spec.namespace}.{spec.name}"
+        name = spec.qualified_name
         counts[name] = lake.replace(spec, (table for _, table in batches), run)
     seconds = time.perf_counter() - started
     log.info("synthetic world (seed %d): %d rows in %d tables in %.1fs", cfg.seed, sum(counts.values()), len(counts), seconds)

@@ -134,6 +134,11 @@ class TableSpec:
         return (self.namespace, self.name)
 
     @property
+    def qualified_name(self) -> str:
+        """``namespace.name``, as Spark SQL and the logs name the table."""
+        return f"{self.namespace}.{self.name}"
+
+    @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
@@ -432,6 +437,6 @@ SearchQueryRecord = SEARCH_QUERIES.model
 def table_by_name(qualified: str) -> TableSpec:
     """Look up ``namespace.name`` (e.g. ``raw.events``)."""
     for spec in ALL_TABLES:
-        if f"{spec.namespace}.{spec.name}" == qualified:
+        if spec.qualified_name == qualified:
             return spec
-    raise KeyError(f"no table {qualified!r} in the contract; known: {[f'{t.namespace}.{t.name}' for t in ALL_TABLES]}")
+    raise KeyError(f"no table {qualified!r} in the contract; known: {[f'{t.qualified_name}' for t in ALL_TABLES]}")

@@ -60,7 +60,7 @@ def _timestamp(moment: datetime) -> str:
 
 def maintain_table(spark, lake: Lake, spec: TableSpec, settings: Settings, now: datetime) -> dict[str, Any]:
     s = settings.streaming
-    catalog, name = settings.lake.catalog_name, f"{spec.namespace}.{spec.name}"
+    catalog, name = settings.lake.catalog_name, spec.qualified_name
 
     def call(procedure: str, arguments: str) -> dict[str, Any]:
         started = time.perf_counter()
@@ -100,6 +100,6 @@ def run_maintenance(settings: Settings, specs: tuple[TableSpec, ...] = STREAMED_
     spark = spark_session(settings, app_name="hybridrec-lake-maintenance")
     now = datetime.now(timezone.utc)
     try:
-        return {f"{spec.namespace}.{spec.name}": maintain_table(spark, lake, spec, settings, now) for spec in present}
+        return {spec.qualified_name: maintain_table(spark, lake, spec, settings, now) for spec in present}
     finally:
         spark.stop()

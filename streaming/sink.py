@@ -213,7 +213,7 @@ class LakeSink:
             log.debug("%s.%s: +%d rows in %.2fs, offsets %s", *spec.identifier, len(messages),
                       time.perf_counter() - started, offsets[topic])
             return
-        raise RuntimeError(f"{spec.namespace}.{spec.name}: no commit after {COMMIT_ATTEMPTS} attempts")
+        raise RuntimeError(f"{spec.qualified_name}: no commit after {COMMIT_ATTEMPTS} attempts")
 
     def _fence(self, tp: TopicPartition, lake_offset: int | None) -> None:
         """Someone else moved the table on for ``tp``: drop our batch and continue where they stopped."""
@@ -266,5 +266,5 @@ def run_sink(settings: Settings, instance_id: str | None = None, until_caught_up
         targets = EventBus(settings).end_offsets([settings.kafka.events_topic, settings.kafka.queries_topic])
     sink = build_sink(settings, instance_id)
     log.info("lake sink %s in group %s -> %s", instance_id or "(dynamic member)", settings.streaming.sink_group,
-             ", ".join(f"{t} -> {s.namespace}.{s.name}" for t, s in sink.tables.items()))
+             ", ".join(f"{t} -> {s.qualified_name}" for t, s in sink.tables.items()))
     return sink.run(stop, targets)

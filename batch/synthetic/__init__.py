@@ -79,14 +79,14 @@ class WorldSummary:
         """Pass chunks through while counting; ``seconds`` (the consumer's time included) is set at the end."""
         started = time.perf_counter()
         for spec, table in chunks:
-            name = f"{spec.namespace}.{spec.name}"
+            name = spec.qualified_name
             self.rows[name] = self.rows.get(name, 0) + table.num_rows
             yield spec, table
         self.seconds = time.perf_counter() - started
 
     @property
     def events(self) -> int:
-        return self.rows.get(f"{EVENTS.namespace}.{EVENTS.name}", 0)
+        return self.rows.get(EVENTS.qualified_name, 0)
 
 
 def summarize_world(cfg: SyntheticSettings) -> WorldSummary:

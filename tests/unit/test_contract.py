@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from hybridrec.contract import ALL_TABLES, EVENTS, EventRecord, SearchQueryRecord, table_by_name
 
 
-@pytest.mark.parametrize("spec", ALL_TABLES, ids=lambda s: f"{s.namespace}.{s.name}")
+@pytest.mark.parametrize("spec", ALL_TABLES, ids=lambda s: s.qualified_name)
 def test_arrow_iceberg_and_pydantic_views_agree(spec):
     iceberg = spec.iceberg_schema
     assert [f.name for f in iceberg.fields] == spec.column_names == spec.arrow_schema.names
