@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 GOLD_FILE = "query_gold.yaml"
 STUDENT_FILE, CLASSIFIER_FILE = "query-student.npz", "topic-classifier.npz"
 KEPT = "kept"
+TEACHER_BATCH = 256  # texts per call to the teacher
 
 Tagging = tuple[str, tuple[str, ...]]  # (intent, interest tags)
 
@@ -278,8 +279,11 @@ def distill_job(settings: Settings) -> dict[str, Any]:
         log_texts = ctx["log_queries"].assign(source="log")
         pool = pd.DataFrame({"text": QueryPool(taxonomy, cfg.seed).write(cfg.pool_size), "source": "pool"})
         labels = pd.concat([log_texts, pool[~pool["text"].isin(log_texts["text"])]], ignore_index=True)
-        read = [teacher.label([t])[0] for t in tqdm(labels["text"], desc="teacher labels", unit="query",
-                                                     mininterval=5, disable=None)]
+        texts, read = labels["text"].tolist(), []
+        with tqdm(total=len(texts), desc="teacher labels", unit="query", mininterval=5, disable=None) as progress:
+            for start in range(0, len(texts), TEACHER_BATCH):  # batches: generative and HTTP backends batch them
+                read += teacher.label(texts[start:start + TEACHER_BATCH])
+                progress.update(min(TEACHER_BATCH, len(texts) - start))
         labels["teacher_intent"], labels["teacher_tags"], labels["teacher_confidence"], labels["teacher_reason"] = (
             [r[0] for r in read], [r[1] for r in read], [r[2] for r in read], [r[3] for r in read])
         labels = clean_labels(labels, taxonomy, cfg.min_teacher_confidence, cfg.min_answer_agreement)
