@@ -80,8 +80,7 @@ def load_items(lake: Lake, surface: str, topic_classifier: TopicClassifier | Non
         items["text"] = items["title"] + " " + items["description"].fillna("")
         items["lat"], items["lon"] = np.nan, np.nan
         if topic_classifier is not None:
-            items["predicted_topic_path"] = [topic_classifier.predict(f"{t}. {d or ''}").path
-                                             for t, d in zip(items["title"], items["description"])]
+            items["predicted_topic_path"] = topic_classifier.predict_clips(items["title"], items["description"])
     return items
 
 

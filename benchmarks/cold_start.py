@@ -136,8 +136,7 @@ def _true_interests(lake: Lake, taxonomy: Taxonomy) -> dict[str, dict[str, float
 
 def _catalog(lake: Lake, classifier) -> dict[str, pd.DataFrame]:
     clips = lake.scan(CLIPS, columns=("item_id", "topic_path", "creator_id", "title", "description")).to_pandas()
-    clips["predicted_topic_path"] = [classifier.predict(f"{t}. {d or ''}").path
-                                     for t, d in zip(clips["title"], clips["description"])]
+    clips["predicted_topic_path"] = classifier.predict_clips(clips["title"], clips["description"])
     places = lake.scan(PLACES, columns=("item_id", "category_path", "region")).to_pandas()
     return {"clip": clips.set_index("item_id"), "place": places.rename(columns={"category_path": "topic_path"}).set_index("item_id")}
 

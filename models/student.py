@@ -254,6 +254,11 @@ class TopicClassifier:
                 heads[node] = fit_head(x[[r for r, _ in rows]], np.array([position[c] for _, c in rows]), "softmax", l2)
         return cls(vocabulary, heads, children, min_confidence)
 
+    def predict_clips(self, titles: Iterable[str], descriptions: Iterable[str | None]) -> list[str]:
+        """Topic path of each clip, read from its title and description joined as the distill job joins
+        them for training (``concat_ws('. ', title, description)``)."""
+        return [self.predict(f"{t}. {d}" if d else t).path for t, d in zip(titles, descriptions)]
+
     def predict(self, text: str) -> TopicPrediction:
         row = self.vocabulary.row(text)
         node, confidence = "", 1.0

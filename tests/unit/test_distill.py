@@ -153,6 +153,7 @@ def test_the_topic_classifier_walks_down_while_sure_and_stops_when_not(tmp_path)
     assert sure.predict("kpop dance").path == "music/kpop"
     loaded = TopicClassifier.load(sure.save(tmp_path / "topics.npz"))
     assert loaded.predict("야구 pitch") == sure.predict("야구 pitch")
+    assert sure.predict_clips(["축구", "kpop"], ["goals", None]) == ["sports/soccer", "music/kpop"]
     strict = TopicClassifier.fit(texts, paths, min_count=1, l2=1e-6, min_confidence=0.999999)
     assert strict.predict("하이라이트").path in ("", "sports")  # shared by siblings: not sure of the leaf
 
