@@ -58,7 +58,7 @@ class RuleQueryTagger:
         folded = text.casefold()
         if any(keyword in folded for keyword in self.utility_keywords):
             return QueryTags(QueryIntent.UTILITY, ())
-        tags = self.ground(folded)
+        tags = self._ground(_WORD.findall(folded))
         return QueryTags(QueryIntent.INTEREST, tags) if tags else QueryTags(QueryIntent.NAVIGATIONAL, ())
 
     def ground(self, text: str) -> tuple[str, ...]:
