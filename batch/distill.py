@@ -37,6 +37,7 @@ import yaml
 from tqdm import tqdm
 
 from hybridrec.batch.query_pool import QueryPool
+from hybridrec.evalsets import normalise
 from hybridrec.batch.registry import Registry, latest_model_files
 from hybridrec.config import Settings
 from hybridrec.contract import CLIPS, INTENTS, ITEM_KEYWORDS, QUERY_TAGS, SEARCH_QUERIES, QueryIntent
@@ -245,8 +246,9 @@ def _compatible(intent_a: str, tags_a: tuple[str, ...], intent_b: str, tags_b: t
 
 
 def held_out(text: str, share: float) -> bool:
-    """Stable across runs and machines (not Python's salted hash)."""
-    return zlib.crc32(text.encode()) % 1000 < share * 1000
+    """By the normalised text, so case, spacing and punctuation variants of one query fall on one side;
+    stable across runs and machines (not Python's salted hash)."""
+    return zlib.crc32(normalise(text).encode()) % 1000 < share * 1000
 
 
 # ---------------------------------------------------------------- the job
