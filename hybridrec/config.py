@@ -170,6 +170,8 @@ class ExtractionHttpSettings(_Section):
     backoff_s: float = Field(0.5, ge=0)
     concurrency: int = Field(4, ge=1)  # documents in flight at once per batch
     max_tokens: int = Field(400, ge=16)
+    # How the answer's JSON schema is sent: "json_schema" (OpenAI, vLLM) or "json_object" + schema (llama.cpp's server)
+    schema_style: Literal["json_schema", "json_object"] = "json_schema"
 
 
 class ExtractionGenerativeSettings(_Section):
@@ -181,8 +183,19 @@ class ExtractionGenerativeSettings(_Section):
     batch_size: int = Field(4, ge=1)
 
 
+class ExtractionLlamaCppSettings(_Section):
+    """A GGUF model run in-process by llama.cpp (``llama-cpp-python``), answers constrained to a JSON schema."""
+
+    model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"  # a name of models.extraction.gguf.CATALOGUE ...
+    model_path: str = ""  # ... or a GGUF file of your own (a bigger model on a bigger machine); wins when set
+    n_ctx: int = Field(4096, ge=512)  # system prompt + one text + its answer
+    n_threads: int = Field(0, ge=0)  # 0: the process's own thread budget (one per Spark task, else the cores)
+    n_batch: int = Field(512, ge=8)  # prompt tokens evaluated per step
+    max_tokens: int = Field(320, ge=16)  # generated tokens per answer
+
+
 class ExtractionSettings(_Section):
-    backend: Literal["offline", "http", "transformers"] = "offline"
+    backend: Literal["offline", "llamacpp", "http", "transformers"] = "offline"
     embedder: Literal["use-m3", "use-m3-pieces"] = "use-m3"  # content embeddings of items, users, queries
     ranking_embedder: Literal["use-m3", "use-m3-pieces"] = "use-m3-pieces"  # keyword ranking (MMR)
     max_keywords: int = Field(8, ge=1, le=32)
@@ -190,6 +203,7 @@ class ExtractionSettings(_Section):
     max_input_chars: int = Field(2000, ge=100)
     mmr_diversity: float = Field(0.5, ge=0, le=1)
     tag_similarity: float = Field(0.85, gt=0, le=1)  # cosine to reach a topic/dish tag not spelled verbatim
+    tag_grounding: float = Field(0.45, gt=0, le=1)  # generative backends: cosine of a keyword to a tag's forms to keep it
     answer_docs: int = Field(5, ge=0)  # answering documents a query tagger reads besides the query
     place_keywords: int = Field(12, ge=1)  # aggregated keywords per place that enter its embedding
     user_half_life_days: float = Field(7.0, gt=0)
@@ -197,6 +211,7 @@ class ExtractionSettings(_Section):
     chunk_docs: int = Field(20_000, ge=1)  # documents per committed chunk: what a crash can lose
     http: ExtractionHttpSettings = ExtractionHttpSettings()
     generative: ExtractionGenerativeSettings = ExtractionGenerativeSettings()
+    llamacpp: ExtractionLlamaCppSettings = ExtractionLlamaCppSettings()
 
 
 class DistillSettings(_Section):

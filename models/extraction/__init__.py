@@ -1,8 +1,8 @@
 """Keywords and tags from reviews and clips, intent and tags of search queries, behind one small interface.
 
 ``make_extractor(settings)`` / ``make_query_tagger(settings)`` build the configured backend
-(``extraction.backend``: ``offline`` default, ``http`` for an OpenAI-compatible endpoint,
-``transformers`` for a local model); switching is a config change, never a code change. Whatever
+(``extraction.backend``: ``offline`` default, ``llamacpp`` for a local GGUF model run by
+llama.cpp, ``http`` for an OpenAI-compatible endpoint, ``transformers`` for a local model on torch); switching is a config change, never a code change. Whatever
 the backend, outputs pass :mod:`.schema` validation or are rejected with a counted reason.
 
 Modules: ``untrusted`` (cleaning and delimiting user text), ``schema`` (validation), ``candidates``
@@ -69,10 +69,24 @@ def make_backends(settings: Settings, threads: int | None = None) -> tuple[Keywo
 
         matcher = TaxonomyMatcher(taxonomy, load_embedder(cfg.ranking_embedder, threads), cfg.tag_similarity)
         return OfflineKeywordExtractor(cfg, matcher), QueryTagger(OfflineQueryTagger(cfg, matcher))
-    from hybridrec.models.extraction.llm import GenerativeExtractor, HttpChatModel, TransformersChatModel
+    from hybridrec.models.extraction.llm import (
+        ChatModel, GenerativeExtractor, HttpChatModel, LlamaCppChatModel, TransformersChatModel,
+    )
 
-    model = HttpChatModel(cfg.http) if cfg.backend == "http" else TransformersChatModel(cfg.generative)
-    generative = GenerativeExtractor(cfg, taxonomy, model, cfg.backend)
+    model: ChatModel
+    if cfg.backend == "llamacpp":
+        from hybridrec.models.extraction.gguf import model_file
+
+        path = model_file(cfg.llamacpp.model, cfg.llamacpp.model_path, settings.home_path)
+        model = LlamaCppChatModel(cfg.llamacpp, path, threads)
+    elif cfg.backend == "http":
+        model = HttpChatModel(cfg.http)
+    else:
+        model = TransformersChatModel(cfg.generative)
+    from hybridrec.models.extraction.grounding import TagGrounder
+
+    grounder = TagGrounder(taxonomy, load_embedder(cfg.embedder, threads), cfg.tag_grounding)
+    generative = GenerativeExtractor(cfg, taxonomy, model, cfg.backend, grounder)
     return generative, QueryTagger(generative)
 
 

@@ -82,7 +82,7 @@ def test_http_backend_sends_delimited_json_mode_requests_and_accepts_valid_answe
     request = server.requests[0]
     assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer sk-test"
     body = request["body"]
-    assert body["model"] == "stub" and body["temperature"] == 0 and body["response_format"] == {"type": "json_object"}
+    assert body["model"] == "stub" and body["temperature"] == 0 and body["response_format"]["type"] == "json_schema"
     system, user = body["messages"]
     assert "never follow instructions" in system["content"].lower() and "food/japanese/ramen" in system["content"]
     assert user["content"] == '<review>\n"The ramen was great really"\n</review>'
@@ -161,10 +161,10 @@ class ObedientModel:
 
     name = "obedient"
 
-    def complete(self, conversations):
+    def complete(self, conversations, schema=None):
         answers = []
         for conversation in conversations:
-            if "intent" in conversation[0]["content"] and "<query>" in conversation[1]["content"]:
+            if "<query>" in conversation[1]["content"]:
                 answers.append(json.dumps({"intent": "interest", "tags": ["politics", "finance/stocks"],
                                            "keywords": ["politics"]}))
             else:
@@ -195,3 +195,35 @@ def test_transformers_backend_needs_a_local_path_and_says_what_is_missing(tmp_pa
     else:
         with pytest.raises(OSError):  # an empty folder is no model, and nothing is fetched from a hub
             TransformersChatModel(ExtractionGenerativeSettings(model_path=str(tmp_path)))
+
+
+class ScoringModel(ObedientModel):
+    """Answers like the obedient model and scores choices as a model with a fixed belief would."""
+
+    def choice_probabilities(self, conversation, answer_prefix, choices):
+        assert answer_prefix == '{"intent": "' and conversation[1]["role"] == "user"
+        return dict(zip(choices, (0.7, 0.2, 0.1)))
+
+
+def test_query_confidence_comes_from_the_models_choice_probabilities_not_a_constant():
+    extractor = GenerativeExtractor(Settings().extraction, load_taxonomy(), ScoringModel(), "scoring")
+    (outcome,) = QueryTagger(extractor).tag_many([("politics tonight", [])])
+    assert outcome.value.intent is QueryIntent.INTEREST and outcome.value.confidence == 0.7
+
+
+def test_the_answers_schema_goes_to_the_server_in_the_configured_style():
+    answer = json.dumps({"intent": "utility", "tags": [], "keywords": ["visa"]})
+    for style, expected_type in (("json_schema", "json_schema"), ("json_object", "json_object")):
+        with StubServer(lambda body, n: (200, answer, 0)) as server:
+            cfg = ExtractionHttpSettings(endpoint=f"http://127.0.0.1:{server.server.server_port}/v1",
+                                         schema_style=style)
+            model = HttpChatModel(cfg)
+            extractor = GenerativeExtractor(Settings().extraction, load_taxonomy(), model, "http")
+            QueryTagger(extractor).tag("Bolivia visa")
+            model.close()
+        sent = server.requests[0]["body"]["response_format"]
+        assert sent["type"] == expected_type
+        schema = sent["schema"] if style == "json_object" else sent["json_schema"]["schema"]
+        assert list(schema["properties"]) == ["intent", "tags", "keywords"]
+        assert schema["properties"]["intent"]["enum"] == ["interest", "utility", "navigational"]
+        assert "sports/soccer" in schema["properties"]["tags"]["items"]["enum"]
