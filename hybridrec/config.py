@@ -204,6 +204,10 @@ class ExtractionSettings(_Section):
     mmr_diversity: float = Field(0.5, ge=0, le=1)
     tag_similarity: float = Field(0.85, gt=0, le=1)  # cosine to reach a topic/dish tag not spelled verbatim
     tag_grounding: float = Field(0.45, gt=0, le=1)  # generative backends: cosine of a keyword to a tag's forms to keep it
+    # Offline intent by meaning: a query is utility (navigational) when its similarity to the lookup (site)
+    # descriptions beats the other kinds by this margin; chosen on the real-text validation split
+    intent_margin_utility: float = Field(0.08, ge=-1, le=1)
+    intent_margin_navigational: float = Field(0.09, ge=-1, le=1)
     answer_docs: int = Field(5, ge=0)  # answering documents a query tagger reads besides the query
     place_keywords: int = Field(12, ge=1)  # aggregated keywords per place that enter its embedding
     user_half_life_days: float = Field(7.0, gt=0)

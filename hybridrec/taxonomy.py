@@ -8,6 +8,7 @@ extraction maps back onto tags.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -29,6 +30,13 @@ class Tag:
     ko: tuple[str, ...]
     en: tuple[str, ...]
     typical: tuple[str, ...] = ()
+    # Forms the extractors recognise but the synthetic world never writes: everyday synonyms and
+    # inflections of real reviews ("friendly", "overpriced"), so generated text keeps its own vocabulary.
+    also: tuple[str, ...] = ()
+
+    @property
+    def recognised_forms(self) -> tuple[str, ...]:
+        return (*self.ko, *self.en, *self.also)
 
     @property
     def name(self) -> str:
@@ -45,6 +53,9 @@ class Tag:
 
     def surface(self, language: str) -> tuple[str, ...]:
         return self.ko if language == "ko" else self.en
+
+
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 
 class Taxonomy:
@@ -74,7 +85,8 @@ class Taxonomy:
                 if ref not in self._by_path:
                     raise ValueError(f"taxonomy: {tag.path} lists unknown typical tag {ref!r}")
             for language in LANGUAGES:
-                for form in tag.surface(language):
+                also = tuple(f for f in tag.also if (language == "ko") == bool(_HANGUL.search(f)))
+                for form in (*tag.surface(language), *also):
                     key = (language, form.casefold())
                     if key in self._by_surface:
                         raise ValueError(f"taxonomy: {language} form {form!r} used by {self._by_surface[key].path} "
@@ -148,7 +160,8 @@ def most_specific(paths: Iterable[str]) -> tuple[str, ...]:
 
 def _tag(row: dict) -> Tag:
     return Tag(path=row["path"], aspect=row["aspect"], ko=tuple(row.get("ko") or ()),
-               en=tuple(row.get("en") or ()), typical=tuple(row.get("typical") or ()))
+               en=tuple(row.get("en") or ()), typical=tuple(row.get("typical") or ()),
+               also=tuple(row.get("also") or ()))
 
 
 def parse_taxonomy(text: str) -> Taxonomy:

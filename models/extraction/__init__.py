@@ -68,7 +68,8 @@ def make_backends(settings: Settings, threads: int | None = None) -> tuple[Keywo
         from hybridrec.models.extraction.offline import OfflineKeywordExtractor, OfflineQueryTagger, TaxonomyMatcher
 
         matcher = TaxonomyMatcher(taxonomy, load_embedder(cfg.ranking_embedder, threads), cfg.tag_similarity)
-        return OfflineKeywordExtractor(cfg, matcher), QueryTagger(OfflineQueryTagger(cfg, matcher))
+        tagger = OfflineQueryTagger(cfg, matcher, load_embedder(cfg.embedder, threads))
+        return OfflineKeywordExtractor(cfg, matcher), QueryTagger(tagger)
     from hybridrec.models.extraction.llm import (
         ChatModel, GenerativeExtractor, HttpChatModel, LlamaCppChatModel, TransformersChatModel,
     )

@@ -48,7 +48,16 @@ _KO_NOUN = ("NNG", "NNP", "SL")
 @dataclass(frozen=True)
 class Candidate:
     text: str  # exactly as in the cleaned text, case-folded
-    tag: Tag | None = None  # set for taxonomy surface forms found verbatim
+    tag: Tag | None = None  # set for taxonomy surface forms found verbatim or by their Korean stems
+    negated: bool = False  # the text denies it ("not cozy", "조용하지 않아요"): a keyword, never a tag
+
+
+# A form denied by the words just before it ("not cozy", "wasn't cheap", "never quiet").
+_EN_NEGATED_BEFORE = re.compile(r"(?:\b(?:not|no|never|hardly|barely)|n't)\s+(?:\w+\s+){0,2}$")
+_KO_NEGATED_AFTER = re.compile(r"[\uac00-\ud7a3]{0,3}\s*(?:없|아니|안\s|않)")  # "주차장이 없어요"
+_KO_NEGATION_AFTER = {("않", "VX"), ("없", "VA"), ("아니", "VCN")}
+_KO_NEGATION_BEFORE = {("안", "MAG"), ("못", "MAG")}
+_KO_CONTENT = ("NNG", "NNP", "XR", "VA", "VV")
 
 
 class Gazetteer:
@@ -57,7 +66,7 @@ class Gazetteer:
     def __init__(self, taxonomy: Taxonomy):
         forms: dict[str, Tag] = {}
         for tag in taxonomy.tags:
-            for form in (*tag.ko, *tag.en):
+            for form in tag.recognised_forms:
                 forms.setdefault(form.casefold(), tag)
         self._tags = forms
         alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
@@ -65,15 +74,86 @@ class Gazetteer:
         # "parkings" is fine either way), anything for Hangul (particles attach to nouns).
         self._pattern = re.compile(rf"(?<![\w])({alternatives})(?=[^a-z]|$)")
 
+        # Korean forms by their stems, so predicative and honorific forms match the listed adnominal one:
+        # "친절한" is 친절+하, found in "친절하시고" and "친절해요"; "가성비 좋은" in "가성비가 정말 좋아요".
+        self._stems: dict[tuple[str, ...], Tag] = {}
+        for form, tag in forms.items():
+            if HANGUL.search(form):
+                units = _korean_units(form, kinds=True)
+                stems = tuple(u.form for u in units)
+                # Only forms with an adjective (nouns are found verbatim, particles and all), and not a
+                # lone verb ("빨리 나와" is 나오, which is in every "나오는").
+                if any(u.kind == "VA" for u in units):
+                    self._stems.setdefault(stems, tag)
+
     def find(self, folded_text: str) -> list[Candidate]:
-        found = {}
+        found: dict[str, Candidate] = {}
         for match in self._pattern.finditer(folded_text):
             form = match.group(1)
-            found.setdefault(form, Candidate(form, self._tags[form]))
+            negated = bool(_KO_NEGATED_AFTER.match(folded_text, match.end())) if HANGUL.search(form) \
+                else bool(_EN_NEGATED_BEFORE.search(folded_text[:match.start()]))
+            if form not in found or found[form].negated:
+                found[form] = Candidate(form, self._tags[form], negated)
+        if HANGUL.search(folded_text):
+            for candidate in self._find_korean_stems(folded_text):
+                if not any(c.tag == candidate.tag for c in found.values()):
+                    found.setdefault(candidate.text, candidate)
         return list(found.values())
+
+    def _find_korean_stems(self, folded_text: str) -> list[Candidate]:
+        """Listed Korean forms found by their stems, each as the words it spans, negation read after it."""
+        tokens = _kiwi().tokenize(folded_text)
+        units = _korean_units(folded_text, tokens)
+        out = []
+        for stems, tag in self._stems.items():
+            n = len(stems)
+            for i in range(len(units) - n + 1):
+                if tuple(u.form for u in units[i:i + n]) != stems:
+                    continue
+                start, end = units[i].start, units[i + n - 1].end
+                word_end = folded_text.find(" ", end)
+                text = folded_text[start: word_end if word_end >= 0 else len(folded_text)].strip(" .,!?~")
+                out.append(Candidate(text, tag, _korean_negated(tokens, units[i].first_token, units[i + n - 1].last_token)))
+        return out
 
     def tag_of(self, phrase: str) -> Tag | None:
         return self._tags.get(phrase.casefold())
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """A Korean content word: a noun, or a predicate stem with its 하 ("친절하", "조용하", "비싸")."""
+
+    form: str
+    start: int
+    end: int
+    first_token: int
+    last_token: int
+    kind: str = ""
+
+
+def _korean_units(text: str, tokens=None, kinds: bool = False) -> list[_Unit]:
+    tokens = tokens if tokens is not None else _kiwi().tokenize(text)
+    units: list[_Unit] = []
+    for i, tok in enumerate(tokens):
+        if tok.tag == "XSA" and tok.form == "하" and units and units[-1].last_token == i - 1:
+            last = units[-1]
+            units[-1] = _Unit(last.form + "하", last.start, tok.start + tok.len, last.first_token, i, "VA")
+        elif tok.tag in _KO_CONTENT:
+            units.append(_Unit(tok.form, tok.start, tok.start + tok.len, i, i, tok.tag if kinds else ""))
+    return units
+
+
+def _korean_negated(tokens, first: int, last: int) -> bool:
+    """안/못 just before, or 않/없/아니 in the endings right after ("조용하지 않아요", "친절하지 않았어요")."""
+    if first > 0 and (tokens[first - 1].form, tokens[first - 1].tag) in _KO_NEGATION_BEFORE:
+        return True
+    for tok in tokens[last + 1: last + 6]:
+        if (tok.form, tok.tag) in _KO_NEGATION_AFTER:
+            return True
+        if tok.tag == "SF" or tok.tag in _KO_CONTENT:  # the next statement or the next content word
+            break
+    return False
 
 
 @cache

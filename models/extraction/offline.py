@@ -5,10 +5,14 @@ diversity; taxonomy surface forms found verbatim are always kept. A keyword maps
 is a surface form, or, for English phrases and topic or dish tags, when its centred embedding is
 within ``tag_similarity`` of one ("cocktails" reaches ``food/bar/cocktail``).
 
-Query intent reads the query and the documents that answer it: utility cues (visa, weather, 환율 ...)
-make a utility query even when a destination is named ("Bolivia visa"); tags come from the query's
-own words, made specific by what the answering documents agree on (an "Argentina" query whose
-results are Iguazu Falls travel clips is about travel, not Argentine politics).
+Query intent reads the query and the documents that answer it. Utility cues (visa, weather, 환율 ...)
+make a utility query even when a destination is named ("Bolivia visa"); beyond the cues, intent is
+read from meaning: the query's sentence embedding against short descriptions of each kind of need
+(:data:`INTENT_PROTOTYPES`: looking something up, reaching a site, wanting content), and a query
+is an interest unless it is clearly nearer a lookup or a site. An interest the taxonomy does not
+name (an anime, a car) stays an interest with its words as keywords and no tag. Tags come from the
+query's own words, made specific by what the answering documents agree on (an "Argentina" query
+whose results are Iguazu Falls travel clips is about travel, not Argentine politics).
 """
 
 from __future__ import annotations
@@ -28,6 +32,25 @@ from hybridrec.models.extraction.schema import (
 from hybridrec.models.extraction.untrusted import prepare
 from hybridrec.models.text import Embedder
 from hybridrec.taxonomy import Tag, Taxonomy, most_specific
+
+# Short descriptions of the three kinds of need, in both languages: generic on purpose (kinds of lookup,
+# not lists of topics), read by the multilingual sentence encoder.
+INTENT_PROTOTYPES = {
+    QueryIntent.UTILITY: (
+        "how to apply for a document", "opening hours", "requirements and documents needed", "fee and price of a service",
+        "refund policy", "book an appointment", "application deadline", "bus timetable", "customer service phone number",
+        "tracking a parcel", "tax return", "visa application", "currency conversion", "weather forecast",
+        "unit conversion", "서류 발급 방법", "영업 시간", "신청 방법", "요금 안내", "예약 취소", "환불 규정", "제출 서류",
+        "마감 기한", "택배 배송 조회", "세금 신고", "민원 처리", "고객센터 전화번호", "주차 요금", "운영 시간", "준비물"),
+    QueryIntent.NAVIGATIONAL: (
+        "login page", "official website", "sign in to my account", "download the app", "homepage", "web version",
+        "로그인", "공식 홈페이지", "앱 다운로드", "바로가기", "사이트", "웹 버전", "pc 버전"),
+    QueryIntent.INTEREST: (
+        "videos about", "highlights", "review", "recommendations", "best places", "vlog", "funny moments", "tips",
+        "추천", "맛집", "브이로그", "리뷰", "하이라이트", "모음", "꿀팁", "후기"),
+}
+# Sharpness of the softmax that turns prototype similarities into the intent's confidence.
+_INTENT_TEMPERATURE = 0.05
 
 # Things people look up rather than want a feed about. Latin cues match whole words, Hangul cues anywhere.
 UTILITY_CUES = (
@@ -91,6 +114,8 @@ class TaxonomyMatcher:
         return np.divide(centred, norms, out=np.zeros_like(centred), where=norms > 0)
 
     def tag_for(self, candidate: Candidate, vector: np.ndarray) -> Tag | None:
+        if candidate.negated:
+            return None
         exact = candidate.tag or self.gazetteer.tag_of(candidate.text)
         if exact is not None or self.gazetteer.find(candidate.text) or HANGUL.search(candidate.text):
             return exact  # a phrase around a form ("sushi bar") leaves the tag to the form's own candidate
@@ -146,55 +171,70 @@ class OfflineKeywordExtractor(_OfflineBackend):
         return keywords
 
 
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
 class OfflineQueryTagger(_OfflineBackend):
-    def __init__(self, cfg: ExtractionSettings, matcher: TaxonomyMatcher):
+    def __init__(self, cfg: ExtractionSettings, matcher: TaxonomyMatcher, sentence_embedder: Embedder):
         super().__init__(cfg, matcher)
-        self._utility_vectors = matcher.project(self.embedder.encode(list(UTILITY_CUES)))
-        self._navigation_vectors = matcher.project(self.embedder.encode(list(NAVIGATION_STRONG_CUES + SITE_NAMES)))
+        self.sentence_embedder = sentence_embedder
+        self._intents = list(INTENT_PROTOTYPES)
+        self._prototypes = [_unit(sentence_embedder.encode(list(p))) for p in INTENT_PROTOTYPES.values()]
+        self._margins = {QueryIntent.UTILITY: cfg.intent_margin_utility,
+                         QueryIntent.NAVIGATIONAL: cfg.intent_margin_navigational}
+
+    def _intent_by_meaning(self, vector: np.ndarray) -> tuple[QueryIntent, float, dict[QueryIntent, float]]:
+        """From the query's unit sentence vector: the nearest kind of need if it beats the others by its
+        margin, else interest; its probability (a softmax of the similarities) and every intent's."""
+        similarity = np.array([float((p @ vector).max()) for p in self._prototypes])
+        weights = np.exp((similarity - similarity.max()) / _INTENT_TEMPERATURE)
+        probability = dict(zip(self._intents, weights / weights.sum()))
+        for intent, margin in self._margins.items():
+            i = self._intents.index(intent)
+            if similarity[i] - np.delete(similarity, i).max() > margin:
+                return intent, round(float(probability[intent]), 4), probability
+        return QueryIntent.INTEREST, round(float(probability[QueryIntent.INTEREST]), 4), probability
 
     def tag_many(self, queries: Sequence[tuple[str, Sequence]]) -> list[Outcome[QueryTags]]:
         outcomes = []
-        for text, answer_docs in queries:
-            query = prepare(text, self.cfg.max_input_chars).text
+        prepared = [prepare(text, self.cfg.max_input_chars).text for text, _ in queries]
+        vectors = _unit(self.sentence_embedder.encode([q.casefold() for q in prepared])) if prepared else []
+        for query, (_, answer_docs), vector in zip(prepared, queries, vectors):
             try:
-                outcomes.append(Outcome(validate_query(self._label(query.casefold(), answer_docs), query,
+                outcomes.append(Outcome(validate_query(self._label(query.casefold(), vector, answer_docs), query,
                                                        self.matcher.taxonomy, self.limits)))
             except InvalidOutput as err:
                 outcomes.append(Outcome(None, err.reason))
         return outcomes
 
-    def _label(self, query: str, answer_docs: Sequence) -> dict:
-        utility = _UTILITY.search(query)
-        if utility:
-            return {"intent": QueryIntent.UTILITY.value, "keywords": [utility.group(0)], "confidence": 0.95}
-        navigation = _NAVIGATION_STRONG.search(query)
-        if navigation:
-            return {"intent": QueryIntent.NAVIGATIONAL.value, "keywords": [navigation.group(0)], "confidence": 0.9}
+    def _label(self, query: str, vector: np.ndarray, answer_docs: Sequence) -> dict:
+        """A cue decides its intent; its confidence says how far the meaning agrees (1 when it does fully)."""
+        intent, confidence, probability = self._intent_by_meaning(vector)
+        for cue_intent, cue in ((QueryIntent.UTILITY, _UTILITY.search(query)),
+                                (QueryIntent.NAVIGATIONAL, _NAVIGATION_STRONG.search(query))):
+            if cue:
+                return {"intent": cue_intent.value, "keywords": [cue.group(0)],
+                        "confidence": round((1 + probability[cue_intent]) / 2, 4)}
         cands = candidates(query, self.matcher.gazetteer)[: self.cfg.max_keywords]
+        keywords = [c.text for c in cands]
+        if intent is not QueryIntent.INTEREST:
+            return {"intent": intent.value, "keywords": keywords, "confidence": confidence}
         vectors = self.matcher.project(self.embedder.encode([c.text for c in cands])) if cands else []
         tags = [t.path for c, v in zip(cands, vectors) if (t := self.matcher.tag_for(c, v)) is not None]
-        tags, confidence = self._with_answer_docs(list(most_specific(tags)), answer_docs)
-        keywords = [c.text for c in cands]
-        if tags:
-            return {"intent": QueryIntent.INTEREST.value, "tags": tags, "keywords": keywords, "confidence": confidence}
-        if _SITE.search(query):
-            return {"intent": QueryIntent.NAVIGATIONAL.value, "keywords": keywords, "confidence": 0.8}
-        return self._nearest_cue(query, keywords)
+        tags = self._with_answer_docs(list(most_specific(tags)), answer_docs)
+        if not tags and _SITE.search(query) and len(query.split()) <= 2:
+            return {"intent": QueryIntent.NAVIGATIONAL.value, "keywords": keywords, "confidence": confidence}
+        # An interest with no taxonomy tag keeps its words: an open-world interest (an anime, a car model).
+        return {"intent": QueryIntent.INTEREST.value, "tags": tags, "keywords": keywords, "confidence": confidence}
 
-    def _with_answer_docs(self, tags: list[str], answer_docs: Sequence) -> tuple[list[str], float]:
+    def _with_answer_docs(self, tags: list[str], answer_docs: Sequence) -> list[str]:
         """Specialise the query's tags by the tags most answering documents share, or borrow those."""
         doc_tag_sets = [set(most_specific(list(doc.tags))) for doc in answer_docs[: self.cfg.answer_docs] if doc.tags]
         counts = Counter(tag for tags_of_doc in doc_tag_sets for tag in tags_of_doc)
         agreed = [tag for tag, n in counts.most_common() if n * 2 >= len(doc_tag_sets)]
         if not tags:
-            return agreed[:2], 0.6
+            return agreed[:2]
         specialised = [next((d for d in agreed if d.startswith(t + "/")), t) for t in tags]
-        return list(most_specific(specialised)), 0.9
-
-    def _nearest_cue(self, query: str, keywords: list[str]) -> dict:
-        """Neither cue nor tag: utility or navigational, whichever cue list the query is closer to."""
-        vector = self.matcher.project(self.embedder.encode([query]))[0]
-        utility = float((self._utility_vectors @ vector).max())
-        navigation = float((self._navigation_vectors @ vector).max())
-        intent = QueryIntent.UTILITY if utility >= navigation else QueryIntent.NAVIGATIONAL
-        return {"intent": intent.value, "keywords": keywords, "confidence": round(max(utility, navigation, 0.0) / 2, 4)}
+        return list(most_specific(specialised))
