@@ -123,6 +123,11 @@ def quickstart_job(settings: Settings) -> dict[str, Any]:
         result = distill_job(settings)
         return {"distill": {"run_id": result["run"].run_id, "metrics": result["metrics"]}}
 
+    def llm(_: dict) -> dict:
+        from hybridrec.batch.llm_sample import llm_sample
+
+        return {"llm_sample": llm_sample(settings)}
+
     def retrain(_: dict) -> dict:
         from hybridrec.batch.retrain import retrain_job
 
@@ -136,6 +141,8 @@ def quickstart_job(settings: Settings) -> dict[str, Any]:
         Step("spark-lake-check", spark_check, "Spark reads the Iceberg tables pyiceberg wrote"),
         Step("extract", extract, "keywords, tags, query intent and content embeddings from reviews, clips, queries"),
         Step("distill", distill, "teacher labels queries; query student + topic classifier for the cold start"),
+        Step("llm-sample", llm, "the local language model on a few real reviews and search-log queries, beside the "
+                                "offline reader and the student"),
         Step("retrain", retrain, "nightly pipeline: CF, candidates, LightGBM ranker, evaluation, publish"),
         Step("stream-demo", stream_demo, "replay recorded activity through Kafka; watch one user's context change"),
     ]

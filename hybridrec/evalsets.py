@@ -87,6 +87,25 @@ def load_queries(data_dir: Path = DATA_DIR) -> list[QueryCase]:
                       bool(r.get("outside_taxonomy")), tuple(r.get("kinds", ()))) for r in _rows(QUERY_FILES, data_dir)]
 
 
+@dataclass(frozen=True)
+class InjectionCase:
+    id: str
+    lang: str
+    kind: str  # review | query
+    text: str
+    injected: frozenset[str]
+    genuine: frozenset[str]
+    technique: str
+
+
+REDTEAM_FILE = DATA_DIR.parent / "redteam" / "injections.jsonl"
+
+
+def load_injections(path: Path = REDTEAM_FILE) -> list[InjectionCase]:
+    return [InjectionCase(r["id"], r["lang"], r["kind"], r["text"], frozenset(r["injected_tags"]),
+                          frozenset(r["genuine_tags"]), r["technique"]) for r in _rows((path.name,), path.parent)]
+
+
 def trigrams(text: str) -> frozenset[str]:
     folded = normalise(text)
     return frozenset(folded[i: i + 3] for i in range(max(len(folded) - 2, 1)))

@@ -65,11 +65,8 @@ def make_backends(settings: Settings, threads: int | None = None) -> tuple[Keywo
     """The configured backend as a keyword extractor and a query tagger sharing one model."""
     cfg, taxonomy = settings.extraction, load_taxonomy()
     if cfg.backend == "offline":
-        from hybridrec.models.extraction.offline import OfflineKeywordExtractor, OfflineQueryTagger, TaxonomyMatcher
-
-        matcher = TaxonomyMatcher(taxonomy, load_embedder(cfg.ranking_embedder, threads), cfg.tag_similarity)
-        tagger = OfflineQueryTagger(cfg, matcher, load_embedder(cfg.embedder, threads))
-        return OfflineKeywordExtractor(cfg, matcher), QueryTagger(tagger)
+        extractor, tagger = _offline_backends(settings, threads)
+        return extractor, QueryTagger(tagger)
     from hybridrec.models.extraction.llm import (
         ChatModel, GenerativeExtractor, HttpChatModel, LlamaCppChatModel, TransformersChatModel,
     )
@@ -88,7 +85,21 @@ def make_backends(settings: Settings, threads: int | None = None) -> tuple[Keywo
 
     grounder = TagGrounder(taxonomy, load_embedder(cfg.embedder, threads), cfg.tag_grounding)
     generative = GenerativeExtractor(cfg, taxonomy, model, cfg.backend, grounder)
-    return generative, QueryTagger(generative)
+    if not cfg.combine_offline:
+        return generative, QueryTagger(generative)
+    from hybridrec.models.extraction.combined import CombinedExtractor, CombinedQueryTagger
+
+    offline_extractor, offline_tagger = _offline_backends(settings, threads)
+    return (CombinedExtractor(generative, offline_extractor, cfg.max_keywords),
+            QueryTagger(CombinedQueryTagger(generative, offline_tagger)))
+
+
+def _offline_backends(settings: Settings, threads: int | None):
+    from hybridrec.models.extraction.offline import OfflineKeywordExtractor, OfflineQueryTagger, TaxonomyMatcher
+
+    cfg = settings.extraction
+    matcher = TaxonomyMatcher(load_taxonomy(), load_embedder(cfg.ranking_embedder, threads), cfg.tag_similarity)
+    return OfflineKeywordExtractor(cfg, matcher), OfflineQueryTagger(cfg, matcher, load_embedder(cfg.embedder, threads))
 
 
 def make_extractor(settings: Settings, threads: int | None = None) -> KeywordExtractor:

@@ -54,6 +54,10 @@ class Candidate:
 
 # A form denied by the words just before it ("not cozy", "wasn't cheap", "never quiet").
 _EN_NEGATED_BEFORE = re.compile(r"(?:\b(?:not|no|never|hardly|barely)|n't)\s+(?:\w+\s+){0,2}$")
+# Wished for or said of another place: "I wish it had a rooftop", "unlike next door's patio", "루프탑이 있었으면",
+# "옆집은 테라스가 있는데", "루프탑 말고".
+_NOT_THIS_PLACE_BEFORE = re.compile(r"(\bwish\b|\bif only\b|would be nice|\bunlike\b|next door|옆집|다른 곳|다른 데)[^.!?]{0,40}$")
+_NOT_THIS_PLACE_AFTER = re.compile(r"[^.!?\s]{0,4}\s?(?:이|가)?\s?(?:있었으면|었으면|였으면|했으면|면 좋겠|말고)")
 _KO_NEGATED_AFTER = re.compile(r"[\uac00-\ud7a3]{0,3}\s*(?:없|아니|안\s|않)")  # "주차장이 없어요"
 _KO_NEGATION_AFTER = {("않", "VX"), ("없", "VA"), ("아니", "VCN")}
 _KO_NEGATION_BEFORE = {("안", "MAG"), ("못", "MAG")}
@@ -92,6 +96,7 @@ class Gazetteer:
             form = match.group(1)
             negated = bool(_KO_NEGATED_AFTER.match(folded_text, match.end())) if HANGUL.search(form) \
                 else bool(_EN_NEGATED_BEFORE.search(folded_text[:match.start()]))
+            negated = negated or _not_this_place(folded_text, match.start(), match.end())
             if form not in found or found[form].negated:
                 found[form] = Candidate(form, self._tags[form], negated)
         if HANGUL.search(folded_text):
@@ -113,7 +118,8 @@ class Gazetteer:
                 start, end = units[i].start, units[i + n - 1].end
                 word_end = folded_text.find(" ", end)
                 text = folded_text[start: word_end if word_end >= 0 else len(folded_text)].strip(" .,!?~")
-                out.append(Candidate(text, tag, _korean_negated(tokens, units[i].first_token, units[i + n - 1].last_token)))
+                negated = _korean_negated(tokens, units[i].first_token, units[i + n - 1].last_token)
+                out.append(Candidate(text, tag, negated or _not_this_place(folded_text, start, end)))
         return out
 
     def tag_of(self, phrase: str) -> Tag | None:
@@ -142,6 +148,10 @@ def _korean_units(text: str, tokens=None, kinds: bool = False) -> list[_Unit]:
         elif tok.tag in _KO_CONTENT:
             units.append(_Unit(tok.form, tok.start, tok.start + tok.len, i, i, tok.tag if kinds else ""))
     return units
+
+
+def _not_this_place(text: str, start: int, end: int) -> bool:
+    return bool(_NOT_THIS_PLACE_BEFORE.search(text[max(0, start - 60):start]) or _NOT_THIS_PLACE_AFTER.match(text, end))
 
 
 def _korean_negated(tokens, first: int, last: int) -> bool:

@@ -52,7 +52,7 @@ _INSTRUCTION_EN = re.compile("|".join(f"(?:{p})" for p in [
     r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|prompts?|rules|guidelines|above|previous)\b",
     r"\b(you are now|act as|pretend to be|new instructions?|system prompt|jailbreak)\b",
     r"\b(tag|label|classify|categori[sz]e|mark|rate)\b.{0,30}\b(this|it|the review|the query)\b.{0,10}\bas\b",
-    r"\b(output|respond|reply|return|answer)\b.{0,20}\b(only|with|json)\b",
+    r"\b(output|respond|reply|answer)\b.{0,20}\b(only|json)\b",
     r"\b(system|assistant|user|developer)\s*:",
     r"#{2,}\s*(instruction|system|prompt)",
 ]), re.IGNORECASE)
@@ -61,6 +61,38 @@ _INSTRUCTION_KO = re.compile("|".join(f"(?:{p})" for p in [
     r"(태그|라벨|카테고리|분류).{0,15}(달아|붙여|지정|설정|해줘|해 줘|하세요|해라|하라|로 해)",
     r"(시스템\s*프롬프트|너는 이제|지금부터 너는|명령을 따라)",
 ]))
+
+
+# A sentence written to a machine, or about how the text should be classified, describes nothing of the
+# place: a machine addressee, the act of tagging or classifying, or metadata dressed as content.
+_ADDRESSEE = re.compile(
+    r"\b(a\.?i\.?|ai|llm|gpt|chatgpt|model|bot|classifier|tagger|algorithm|assistant|crawler|indexer|"
+    r"summari[sz]er|moderator|parser|system)\b|whoever (reads|summari[sz]es|processes|indexes)|인공지능|\bAI\b|"
+    r"모델|분류기|태거|알고리즘|시스템|봇|챗봇|에이아이", re.IGNORECASE)
+_CLASSIFYING = re.compile(
+    r"(?<!price )\b(tag(s|ged|ging)?|label(s|led|ed|ing)?|categor(y|ies|i[sz]e[ds]?)|classif(y|ied|ies|ication)|"
+    r"file[sd]? (it|this)? ?under|index(ed)? (it |this )?as|list(ed)? (it |this )?as|hashtags?|metadata|keywords?)\b|"
+    r"태그|분류|카테고리|라벨|키워드|해시태그|메타데이터|속성값", re.IGNORECASE)
+_METADATA = re.compile(r"(^|\s)#\w+|\{\s*\"|\b\w+\s*=\s*\[|^\s*\w[\w ]{0,20}:\s*\S", re.MULTILINE)
+
+
+# Asides a reader skips: a bracketed note to someone ("(참고로 이 리뷰는 ... 정리해 주세요)", "[Translator's note: ...]"),
+# and whatever an arrow points at ("➡️ 루프탑 / 반려견 동반") or a slash-list of labels.
+_ASIDE = re.compile(r"[(\[]([^()\[\]]{0,300})[)\]]")
+_ASIDE_WORDS = re.compile(r"note|참고|답글|reply|response|translat|번역|editor|admin|관리자|정리해|부탁|please|주세요",
+                          re.IGNORECASE)
+_POINTER = re.compile(r"(?:➡️?|→|⇒|👉|=>)[^.!?\n]*")
+_LABEL_LIST = re.compile(r"[^.!?\n/]*(?:\s/\s[^.!?\n/]+){2,}")
+
+
+def remove_asides(text: str) -> str:
+    text = _ASIDE.sub(lambda m: " " if _ASIDE_WORDS.search(m.group(1)) or addressed_to_a_machine(m.group(1))
+                      else m.group(0), text)
+    return re.sub(r"[ \t]{2,}", " ", _LABEL_LIST.sub(" ", _POINTER.sub(" ", text)))
+
+
+def addressed_to_a_machine(sentence: str) -> bool:
+    return bool(_ADDRESSEE.search(sentence) or _CLASSIFYING.search(sentence) or _METADATA.search(sentence))
 
 
 @dataclass(frozen=True)
@@ -96,9 +128,9 @@ def split_sentences(text: str) -> list[str]:
 def drop_instructions(text: str) -> tuple[str, int]:
     """Remove what is written to a model rather than about the item; returns the rest and how many cuts."""
     kept, dropped = [], 0
-    for sentence in split_sentences(text):
+    for sentence in split_sentences(remove_asides(text)):
         english = _INSTRUCTION_EN.search(sentence)
-        if _INSTRUCTION_KO.search(sentence):
+        if _INSTRUCTION_KO.search(sentence) or (not english and addressed_to_a_machine(sentence)):
             dropped += 1
         elif english:
             dropped += 1

@@ -22,7 +22,9 @@ from hybridrec.batch.query_pool import QueryPool
 from hybridrec.batch.synthetic import generate_world, text as synthetic_text
 from hybridrec.config import Settings, SyntheticSettings
 from hybridrec.contract import CLIPS, REVIEWS, SEARCH_QUERIES
-from hybridrec.evalsets import DATA_DIR, load_queries, load_reviews, near_duplicates, normalise, split_of
+from hybridrec.evalsets import (
+    DATA_DIR, REDTEAM_FILE, load_injections, load_queries, load_reviews, near_duplicates, normalise, split_of,
+)
 from hybridrec.taxonomy import load_taxonomy
 
 
@@ -45,7 +47,7 @@ def _module_lists(module: ModuleType) -> set[str]:
 
 @pytest.fixture(scope="module")
 def evaluation_texts() -> list[str]:
-    return [c.text for c in load_reviews()] + [c.text for c in load_queries()]
+    return [c.text for c in load_reviews()] + [c.text for c in load_queries()] + [c.text for c in load_injections()]
 
 
 @pytest.fixture(scope="module")
@@ -93,5 +95,6 @@ def test_the_students_holdout_keeps_variants_of_one_query_on_one_side():
 
 def test_every_file_has_a_card():
     assert (DATA_DIR / "README.md").is_file() and (DATA_DIR / "LABELLING.md").is_file()
+    assert (REDTEAM_FILE.parent / "README.md").is_file() and len(load_injections()) >= 60
     for path in DATA_DIR.glob("*.jsonl"):
         assert all(json.loads(line)["text"] for line in path.read_text("utf-8").splitlines() if line.strip())

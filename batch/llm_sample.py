@@ -1,0 +1,83 @@
+"""The quick start's look at the language model at work: a small sample, side by side with the fast path.
+
+The local model (``extraction.llamacpp``) reads a few real reviews (Yelp and NSMC texts from
+``../shared/data`` that are not in the evaluation sets) and the most frequent queries of the search
+log, combined with the offline reader as the teacher is; beside each answer stand the offline
+reader's (reviews) and the distilled student's (queries), which serve the bulk and the hot path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from hybridrec.config import PROJECT_ROOT, Settings
+from hybridrec.contract import SEARCH_QUERIES
+from hybridrec.evalsets import load_queries, load_reviews, normalise
+from hybridrec.lake import Lake
+
+SHARED = PROJECT_ROOT.parent / "shared" / "data"
+SOURCES = (("yelp_review_text_sample/yelp_academic_dataset_review.head.json", "text"),
+           ("korean_reviews/nsmc_raw_first200movies.jsonl", "review"))
+
+
+def real_reviews(per_source: int, max_chars: int = 400) -> list[str]:
+    """Short real reviews of each source, none of them an evaluation text."""
+    held = {normalise(c.text) for c in load_reviews()} | {normalise(c.text) for c in load_queries()}
+    picked = []
+    for path, field in SOURCES:
+        taken = 0
+        with open(SHARED / path, encoding="utf-8") as lines:
+            for line in lines:
+                try:
+                    text = json.loads(line)[field]
+                except (json.JSONDecodeError, KeyError):
+                    continue
+                if 40 <= len(text) <= max_chars and normalise(text) not in held:
+                    picked.append(text)
+                    taken += 1
+                    if taken == per_source:
+                        break
+    return picked
+
+
+def frequent_queries(settings: Settings, n: int) -> list[str]:
+    texts = Lake(settings).scan(SEARCH_QUERIES, columns=("text",))["text"].to_pandas()
+    return texts.value_counts().head(n).index.tolist()
+
+
+def llm_sample(settings: Settings, reviews_per_source: int = 2, queries: int = 6, show: int = 3) -> dict[str, Any]:
+    from hybridrec.batch.distill import load_student
+    from hybridrec.models.extraction import make_backends
+
+    cfg = settings.model_copy(update={"extraction": settings.extraction.model_copy(update={"backend": "llamacpp"})})
+    started = time.perf_counter()
+    extractor, tagger = make_backends(cfg, threads=os.cpu_count())
+    reviews, texts = real_reviews(reviews_per_source), frequent_queries(settings, queries)
+    read = extractor.extract(reviews)
+    tagged = tagger.tag_many([(q, []) for q in texts])
+    seconds = time.perf_counter() - started
+    offline = extractor.offline.extract(reviews)
+    student = load_student(settings)
+    print(f"\nlanguage model {cfg.extraction.llamacpp.model} (llama.cpp, with the offline reader's vote): "
+          f"{len(reviews)} real reviews and {len(texts)} search-log queries in {seconds:.0f} s")
+    for text, llm, fast in list(zip(reviews, read, offline))[:show]:
+        print(f"  review  {text[:90]!r}")
+        print(f"    llm      {_keywords(llm)}")
+        print(f"    offline  {_keywords(fast)}")
+    for text, llm in list(zip(texts, tagged))[:show]:
+        guess = student.predict(text)
+        answer = f"{llm.value.intent.value} {list(llm.value.tags)} p={llm.value.confidence:.2f}" if llm.value else llm.reason
+        print(f"  query   {text!r}: llm {answer} | student {guess.intent.value} {list(guess.tags)}")
+    outcomes = [*read, *tagged]
+    return {"model": cfg.extraction.llamacpp.model, "texts": len(outcomes), "seconds": round(seconds, 1),
+            "accepted": sum(o.accepted for o in outcomes),
+            "rejected": {o.reason: sum(x.reason == o.reason for x in outcomes) for o in outcomes if o.reason}}
+
+
+def _keywords(outcome) -> str:
+    if outcome.value is None:
+        return f"rejected: {outcome.reason}"
+    return ", ".join(f"{k.text}" + (f" [{k.tag}]" if k.tag else "") for k in outcome.value.keywords[:6])
