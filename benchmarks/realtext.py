@@ -233,7 +233,7 @@ def run_benchmark(settings: Settings, split: str = "validation", backends: Seque
                   limit: int | None = None, llm_model: str | None = None, redteam: bool = True) -> dict[str, Any]:
     """``limit``: at most this many reviews per language and queries per language (the LLM is slow).
     The red-team set (attacks and controls) is run whole by every backend unless ``redteam`` is off."""
-    injections = load_injections() if redteam else []
+    injections = [c for c in load_injections() if c.split == split] if redteam else []
     reviews = [c for c in load_reviews() if c.split == split]
     queries = [c for c in load_queries() if c.split == split]
     if limit:

@@ -97,6 +97,10 @@ class InjectionCase:
     genuine: frozenset[str]
     technique: str
 
+    @property
+    def split(self) -> str:
+        return split_of(self.text)
+
 
 REDTEAM_FILE = DATA_DIR.parent / "redteam" / "injections.jsonl"
 

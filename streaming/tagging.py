@@ -4,7 +4,7 @@ The user context keeps tags only from interest queries: someone who looks up the
 Peru is not (necessarily) interested in travelling to South America. Three taggers sit behind
 :class:`QueryTagger`, ``streaming.query_tagger`` picks one (:func:`make_query_tagger`): the
 distilled student (the default: it learned the teacher's judgement and runs in tens of
-microseconds), :class:`RuleQueryTagger` (taxonomy surface forms and utility keywords, no training)
+microseconds), :class:`RuleQueryTagger` (taxonomy surface forms and the shared cue words, no training)
 and the keyword-extraction stage's tagger itself (the teacher: milliseconds per query).
 """
 
@@ -17,6 +17,7 @@ from typing import NamedTuple, Protocol
 
 from hybridrec.config import Settings
 from hybridrec.contract import QueryIntent
+from hybridrec.models.extraction.cues import NAVIGATION_CUE, SITE_QUERY, UTILITY_CUE
 from hybridrec.taxonomy import LANGUAGES, Taxonomy, load_taxonomy
 
 
@@ -32,13 +33,6 @@ class QueryTagger(Protocol):
     def tag(self, text: str) -> QueryTags: ...
 
 
-UTILITY_KEYWORDS = (
-    "visa", "비자", "exchange rate", "환율", "usd to krw", "weather", "날씨", "미세먼지", "embassy", "대사관",
-    "time zone", "시차", "delivery tracking", "택배 조회", "택배조회", "배송조회", "배송 조회",
-    "password reset", "비밀번호", "login", "로그인", "subway map", "지하철 노선도",
-)
-"""Phrases that make a query a task rather than an interest, even when it names a destination."""
-
 MAX_FORM_WORDS = 4
 MIN_PREFIX_CHARS = 2
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -46,20 +40,23 @@ _WORD = re.compile(r"[^\s,.!?#\"'()]+")
 
 
 class RuleQueryTagger:
-    """Utility keywords first; otherwise the taxonomy's surface forms, longest phrase first, in either
+    """The shared cue words first (:mod:`hybridrec.models.extraction.cues`: a lookup is utility, a login
+    or a bare site name navigational); otherwise the taxonomy's forms, longest phrase first, in either
     language. A Korean word with a particle attached ("국밥이") grounds through its longest known
-    prefix. No tag and no utility keyword means navigational (a brand or a site name)."""
+    prefix. Anything else is an interest, with no tag when the taxonomy does not name it (an anime,
+    a car): nothing to add to the context, but no lookup either."""
 
-    def __init__(self, taxonomy: Taxonomy | None = None, utility_keywords: tuple[str, ...] = UTILITY_KEYWORDS):
+    def __init__(self, taxonomy: Taxonomy | None = None):
         self.taxonomy = taxonomy or load_taxonomy()
-        self.utility_keywords = tuple(k.casefold() for k in utility_keywords)
 
     def tag(self, text: str) -> QueryTags:
-        folded = text.casefold()
-        if any(keyword in folded for keyword in self.utility_keywords):
+        folded = " ".join(text.casefold().split())
+        if UTILITY_CUE.search(folded):
             return QueryTags(QueryIntent.UTILITY, ())
         tags = self._ground(_WORD.findall(folded))
-        return QueryTags(QueryIntent.INTEREST, tags) if tags else QueryTags(QueryIntent.NAVIGATIONAL, ())
+        if NAVIGATION_CUE.search(folded) or not folded or (not tags and SITE_QUERY.search(folded)):
+            return QueryTags(QueryIntent.NAVIGATIONAL, ())
+        return QueryTags(QueryIntent.INTEREST, tags)
 
     def ground(self, text: str) -> tuple[str, ...]:
         """Every tag whose surface form the text contains, whatever the query was for."""

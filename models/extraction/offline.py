@@ -17,7 +17,6 @@ whose results are Iguazu Falls travel clips is about travel, not Argentine polit
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 
@@ -26,6 +25,7 @@ import numpy as np
 from hybridrec.config import ExtractionSettings
 from hybridrec.contract import QueryIntent
 from hybridrec.models.extraction.candidates import HANGUL, Candidate, Gazetteer, candidates, mmr
+from hybridrec.models.extraction.cues import NAVIGATION_CUE, SITE_QUERY, UTILITY_CUE
 from hybridrec.models.extraction.schema import (
     InvalidOutput, Keyword, KeywordSet, Limits, Outcome, QueryTags, validate_keywords, validate_query,
 )
@@ -52,35 +52,6 @@ INTENT_PROTOTYPES = {
 # Sharpness of the softmax that turns prototype similarities into the intent's confidence.
 _INTENT_TEMPERATURE = 0.05
 
-# Things people look up rather than want a feed about. Latin cues match whole words, Hangul cues anywhere.
-UTILITY_CUES = (
-    "visa", "visas", "exchange rate", "currency", "converter", "weather", "forecast", "temperature", "embassy",
-    "consulate", "time zone", "time difference", "delivery tracking", "track package", "tracking number",
-    "password", "subway map", "bus schedule", "train schedule", "timetable", "usd", "krw", "eur", "jpy",
-    "translate", "calculator", "customer service", "passport", "air quality", "fine dust", "tax refund",
-    "비자", "환율", "날씨", "기온", "일기예보", "대사관", "영사관", "시차", "택배", "배송 조회", "송장", "비밀번호",
-    "노선도", "시간표", "미세먼지", "번역", "계산기", "여권", "고객센터", "전화번호", "환불",
-)
-# Wanting to reach a site or an app: a strong cue wins over tags ("youtube login"), a site name alone does not
-# ("youtube cooking" is about cooking).
-NAVIGATION_STRONG_CUES = ("login", "log in", "sign in", "homepage", "official site", "www", ".com", "로그인",
-                          "홈페이지", "바로가기", "공식 사이트")
-SITE_NAMES = ("naver", "daum", "kakao", "kakaomap", "kakaotalk", "youtube", "gmail", "google", "google maps",
-              "instagram", "facebook", "twitter", "netflix", "coupang", "amazon", "baemin", "yogiyo", "네이버",
-              "다음", "카카오", "카카오맵", "카카오톡", "유튜브", "지메일", "구글", "인스타그램", "페이스북", "넷플릭스",
-              "쿠팡", "배민", "요기요", "네이버 메일")
-
-
-def _cue_pattern(cues: Sequence[str]) -> re.Pattern[str]:
-    latin = [re.escape(c) for c in cues if c.isascii()]
-    hangul = [re.escape(c) for c in cues if not c.isascii()]
-    parts = [rf"(?<![a-z0-9])(?:{'|'.join(latin)})(?![a-z0-9])"] if latin else []
-    return re.compile("|".join(parts + hangul))
-
-
-_UTILITY = _cue_pattern(UTILITY_CUES)
-_NAVIGATION_STRONG = _cue_pattern(NAVIGATION_STRONG_CUES)
-_SITE = re.compile(rf"^(?:{'|'.join(re.escape(s) for s in sorted(SITE_NAMES, key=len, reverse=True))})(?:\s|$)")
 
 
 class TaxonomyMatcher:
@@ -212,8 +183,8 @@ class OfflineQueryTagger(_OfflineBackend):
     def _label(self, query: str, vector: np.ndarray, answer_docs: Sequence) -> dict:
         """A cue decides its intent; its confidence says how far the meaning agrees (1 when it does fully)."""
         intent, confidence, probability = self._intent_by_meaning(vector)
-        for cue_intent, cue in ((QueryIntent.UTILITY, _UTILITY.search(query)),
-                                (QueryIntent.NAVIGATIONAL, _NAVIGATION_STRONG.search(query))):
+        for cue_intent, cue in ((QueryIntent.UTILITY, UTILITY_CUE.search(query)),
+                                (QueryIntent.NAVIGATIONAL, NAVIGATION_CUE.search(query))):
             if cue:
                 return {"intent": cue_intent.value, "keywords": [cue.group(0)],
                         "confidence": round((1 + probability[cue_intent]) / 2, 4)}
@@ -224,7 +195,7 @@ class OfflineQueryTagger(_OfflineBackend):
         vectors = self.matcher.project(self.embedder.encode([c.text for c in cands])) if cands else []
         tags = [t.path for c, v in zip(cands, vectors) if (t := self.matcher.tag_for(c, v)) is not None]
         tags = self._with_answer_docs(list(most_specific(tags)), answer_docs)
-        if not tags and _SITE.search(query) and len(query.split()) <= 2:
+        if not tags and SITE_QUERY.search(query) and len(query.split()) <= 2:
             return {"intent": QueryIntent.NAVIGATIONAL.value, "keywords": keywords, "confidence": confidence}
         # An interest with no taxonomy tag keeps its words: an open-world interest (an anime, a car model).
         return {"intent": QueryIntent.INTEREST.value, "tags": tags, "keywords": keywords, "confidence": confidence}
