@@ -75,8 +75,11 @@ def make_backends(settings: Settings, threads: int | None = None) -> tuple[Keywo
     if cfg.backend == "llamacpp":
         from hybridrec.models.extraction.gguf import model_file
 
+        from hybridrec.models.extraction.gguf import models_dir
+
         path = model_file(cfg.llamacpp.model, cfg.llamacpp.model_path, settings.home_path)
-        model = LlamaCppChatModel(cfg.llamacpp, path, threads)
+        model = LlamaCppChatModel(cfg.llamacpp, path, threads,
+                                  prefix_cache=models_dir(settings.home_path) / "prefix-cache")
     elif cfg.backend == "http":
         model = HttpChatModel(cfg.http)
     else:
