@@ -44,8 +44,10 @@ def real_reviews(per_source: int, max_chars: int = 400) -> list[str]:
 
 
 def frequent_queries(settings: Settings, n: int) -> list[str]:
+    """``n`` queries spread over the log's 200 most frequent (the very top are all site names)."""
     texts = Lake(settings).scan(SEARCH_QUERIES, columns=("text",))["text"].to_pandas()
-    return texts.value_counts().head(n).index.tolist()
+    top = texts.value_counts().head(200).index.tolist()
+    return top[:: max(len(top) // n, 1)][:n]
 
 
 def llm_sample(settings: Settings, reviews_per_source: int = 2, queries: int = 6, show: int = 3) -> dict[str, Any]:

@@ -234,6 +234,8 @@ def run_benchmark(settings: Settings, split: str = "validation", backends: Seque
     """``limit``: at most this many reviews per language and queries per language (the LLM is slow).
     The red-team set (attacks and controls) is run whole by every backend unless ``redteam`` is off."""
     injections = [c for c in load_injections() if c.split == split] if redteam else []
+    if limit:
+        injections = [c for lang in ("en", "ko") for c in [i for i in injections if i.lang == lang][:limit]]
     reviews = [c for c in load_reviews() if c.split == split]
     queries = [c for c in load_queries() if c.split == split]
     if limit:
@@ -254,10 +256,26 @@ def run_benchmark(settings: Settings, split: str = "validation", backends: Seque
         print(f"realtext: {name} on {len(reviews)} reviews and {len(queries)} queries ({split})", file=sys.stderr)
         metrics[name] = run_backend(cfg, reviews, queries, injections)
         metrics[f"{name}+offline"] = combined(metrics[name], offline, settings, reviews, queries)
+    metrics["student"] = student_scores(settings, queries)
     for value in metrics.values():
         if isinstance(value, dict):
             value.pop("_outcomes", None)
     return metrics
+
+
+def student_scores(settings: Settings, queries: Sequence[QueryCase]) -> dict[str, Any]:
+    """The distilled query student of the newest distill run (the stream's hot path), if one exists."""
+    from hybridrec.batch.distill import load_student
+    from hybridrec.models.extraction.schema import QueryTags as Tags
+
+    try:
+        student = load_student(settings)
+    except Exception as err:  # noqa: BLE001 (no run yet, or no lake: reported, not fatal)
+        return {"skipped": f"no distilled student to load: {err}"}
+    predicted, per_s = _timed(lambda: [student.predict(q.text) for q in queries], len(queries))
+    tagged = [Tags(intent=p.intent, tags=p.tags, confidence=p.confidence) for p in predicted]
+    return {"run_id": student.header.get("run_id"), "teacher": student.header.get("teacher"),
+            "queries": query_scores(queries, tagged), "queries_per_s": round(per_s, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:

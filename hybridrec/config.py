@@ -225,7 +225,7 @@ class DistillSettings(_Section):
     pool_size: int = Field(20_000, ge=0)  # generated queries the teacher labels besides the search log's
     max_log_queries: int = Field(50_000, ge=1)  # most frequent distinct query texts taken from the search log
     max_clips: int = Field(50_000, ge=0)  # clip texts the topic classifier learns from
-    min_teacher_confidence: float = Field(0.7, ge=0, le=1)
+    min_teacher_confidence: float = Field(0.3, ge=0, le=1)
     min_answer_agreement: float = Field(0.6, ge=0, le=1)  # share of a text's tagged searches that must agree
     min_feature_count: int = Field(2, ge=1)
     l2: float = Field(1e-6, ge=0)

@@ -37,7 +37,7 @@ from hybridrec.models.extraction.schema import (
 )
 from hybridrec.models.extraction.grounding import TagGrounder
 from hybridrec.models.extraction.untrusted import delimit, prepare
-from hybridrec.taxonomy import ASPECTS, Taxonomy
+from hybridrec.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,9 @@ Task: pick up to {max_keywords} keywords of a review of a place (restaurant, caf
 the dishes, drinks, features and qualities it talks about, most important first.
 - "text": a phrase copied exactly from the review, at most {max_chars} characters, in the review's language.
 - "negated": true when the review denies it or contrasts it away ("not cozy at all", "조용하지 않아요").
-- "aspect": menu, mood, purpose, price, service, facility or topic; null when none fits.
 - "tag": the tag below whose meaning the phrase states about the reviewed place, else null. No tag for what
   is denied, wished for, or not about the place (the neighbours' basketball game is no sports tag).
   Most keywords have no tag.
-- "weight": how central the keyword is to the review, from 0 to 1.
 Tags (path: examples):
 {taxonomy}"""
 
@@ -105,10 +103,9 @@ def review_schema(taxonomy: Taxonomy, limits: Limits) -> dict[str, Any]:
             "type": "object", "properties": {
                 "text": {"type": "string", "minLength": 1, "maxLength": limits.max_keyword_chars},
                 "negated": {"type": "boolean"},
-                "aspect": {"enum": [*ASPECTS, None]},
                 "tag": {"enum": [*(t.path for t in taxonomy.tags), None]},
-                "weight": {"type": "number"},
-            }, "required": ["text", "negated", "aspect", "tag", "weight"]}}}, "required": ["keywords"]}
+            }, "required": ["text", "negated", "tag"], "additionalProperties": False}}},
+        "required": ["keywords"], "additionalProperties": False}
 
 
 def query_schema(taxonomy: Taxonomy, limits: Limits) -> dict[str, Any]:
@@ -119,22 +116,26 @@ def query_schema(taxonomy: Taxonomy, limits: Limits) -> dict[str, Any]:
                  "items": {"enum": [t.path for t in taxonomy.tags]}},
         "keywords": {"type": "array", "maxItems": limits.max_keywords,
                      "items": {"type": "string", "minLength": 1, "maxLength": limits.max_keyword_chars}},
-    }, "required": ["intent", "tags", "keywords"]}
+    }, "required": ["intent", "tags", "keywords"], "additionalProperties": False}
 
 
 INTENT_PREFIX = '{"intent": "'
 MAX_QUERY_TAGS = 3  # a query names one or two interests; longer lists were sibling spray
 
 
-def _untag_negated(data: dict[str, Any]) -> dict[str, Any]:
-    """A keyword the review denies ("not cozy") stays a keyword but asserts no tag; ``negated`` is not stored."""
+def _review_answer(data: dict[str, Any]) -> dict[str, Any]:
+    """The model's answer in the stored shape. A keyword the review denies ("not cozy") stays a keyword but
+    asserts no tag; a keyword's weight is its rank (the model lists the most important first: asking it
+    for numbers cost tokens and gave arbitrary ones); the aspect is the tag's (validation sets it)."""
     keywords = data.get("keywords")
     if not isinstance(keywords, list):
         return data
     cleaned = []
-    for kw in keywords:
+    for rank, kw in enumerate(keywords):
         if isinstance(kw, dict) and "negated" in kw:
             kw = {k: v for k, v in kw.items() if k != "negated"} | ({"tag": None} if kw["negated"] is True else {})
+        if isinstance(kw, dict):
+            kw = {"weight": round(1 - rank / (len(keywords) + 1), 4), **kw}
         cleaned.append(kw)
     return {**data, "keywords": cleaned}
 
@@ -165,7 +166,7 @@ class GenerativeExtractor:
         sources = [prepare(t, self.cfg.max_input_chars).text for t in texts]
         conversations = [[{"role": "system", "content": self._review_system},
                           {"role": "user", "content": delimit("review", source)}] for source in sources]
-        validators = [lambda data, s=source: validate_keywords(_untag_negated(data), s, self.taxonomy, self.limits)
+        validators = [lambda data, s=source: validate_keywords(_review_answer(data), s, self.taxonomy, self.limits)
                       for source in sources]
         outcomes = self._run(conversations, validators, self._review_schema)
         if self.grounder is None:
