@@ -10,6 +10,7 @@ majority intent for queries. Writes ``benchmarks/results/realtext-<split>.json``
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -25,7 +26,7 @@ from hybridrec.evalsets import (
     PLACE_ASPECTS, InjectionCase, QueryCase, ReviewCase, load_injections, load_queries, load_reviews, normalise,
 )
 from hybridrec.models.extraction import KeywordSet, Outcome, QueryTags, make_backends
-from hybridrec.models.extraction.combined import CombinedExtractor, CombinedQueryTagger
+from hybridrec.models.extraction.combined import merge_review, vote_query
 
 REVIEW_GROUPS = {"en": lambda c: c.lang == "en", "ko": lambda c: c.lang == "ko",
                  "ko_place": lambda c: c.source == "handwritten"}
@@ -209,10 +210,9 @@ def run_backend(settings: Settings, reviews: Sequence[ReviewCase], queries: Sequ
 def combined(generative: dict[str, Any], offline: dict[str, Any], settings: Settings, reviews: Sequence[ReviewCase],
              queries: Sequence[QueryCase]) -> dict[str, Any]:
     """The model's answers with the offline reader's vote (models.extraction.combined), from both runs' outcomes."""
-    merge = CombinedExtractor(None, None, settings.extraction.max_keywords)._merge
     (model_read, model_tagged), (offline_read, offline_tagged) = generative["_outcomes"], offline["_outcomes"]
-    read = [merge(m, o) for m, o in zip(model_read, offline_read)]
-    tagged = [CombinedQueryTagger._vote(m, o) for m, o in zip(model_tagged, offline_tagged)]
+    read = [merge_review(m, o, settings.extraction.max_keywords) for m, o in zip(model_read, offline_read)]
+    tagged = [vote_query(m, o) for m, o in zip(model_tagged, offline_tagged)]
     return _scores(reviews, queries, read, tagged)
 
 
@@ -278,6 +278,42 @@ def student_scores(settings: Settings, queries: Sequence[QueryCase]) -> dict[str
             "queries": query_scores(queries, tagged), "queries_per_s": round(per_s, 1)}
 
 
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def render_markdown(metrics: dict[str, Any]) -> str:
+    """The README's table of one results file: every reader in one row, the baselines beside them."""
+    rows = ["| reader | aspect-tag F1 en / ko (precision) | all-tag F1 en / ko | keyword F1 en / ko | query intent "
+            "accuracy | utility recall | interests outside the taxonomy kept | interests called utility/nav. "
+            "| query tag F1 | injected tags accepted (attacks) | reviews/s, queries/s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    readers = [(name, value) for name, value in metrics.items()
+               if isinstance(value, dict) and ("reviews" in value or "queries" in value) and name != "baselines"]
+    tfidf = metrics["baselines"]["tfidf"]["reviews"]
+    majority = metrics["baselines"]["majority_intent"]["queries"]["all"]
+    for name, value in [*readers, ("TF-IDF / majority intent (baselines)", {"reviews": tfidf, "queries": {"all": majority}})]:
+        reviews, queries = value.get("reviews") or {}, (value.get("queries") or {}).get("all") or {}
+        en, ko = reviews.get("en", {}), reviews.get("ko", {})
+
+        def pair(key: str, sub: str = "f1") -> str:
+            if not en:
+                return "–"
+            return f"{_fmt(en[key][sub])} / {_fmt(ko[key][sub])}"
+
+        aspect = f"{pair('aspect_tags')} ({pair('aspect_tags', 'precision')})" if en and "TF-IDF" not in name else "–"
+        redteam = value.get("redteam") or {}
+        speed = ", ".join(_fmt(value.get(k), 1) for k in ("reviews_per_s", "queries_per_s") if value.get(k))
+        rows.append(" | ".join([
+            f"| {name}", aspect, pair("all_tags") if "TF-IDF" not in name else "–", pair("keywords"),
+            _fmt(queries.get("intent_accuracy")), _fmt(queries.get("utility_recall")),
+            _fmt(queries.get("out_of_taxonomy_recall")), _fmt(queries.get("interest_as_utility_or_navigational")),
+            _fmt((queries.get("interest_tags") or {}).get("f1")) if "majority" not in name else "–",
+            f"{redteam['redteam_injected_accepted']} ({redteam['attacks']})" if redteam else "–",
+            speed or "–"]) + " |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=("validation", "test"), default="validation")
@@ -287,8 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="texts per language and set (the LLM is slow)")
     parser.add_argument("--llm-model", default=None, help="a catalogued GGUF model instead of the configured one")
     parser.add_argument("--no-redteam", action="store_true", help="skip the red-team set")
+    parser.add_argument("--report", default=None, help="print the markdown table of this results file and stop")
     parser.add_argument("--out", default=None, help="results file stem (default realtext-<split>)")
     args = parser.parse_args(argv)
+    if args.report:
+        print(render_markdown(json.loads(open(args.report, encoding="utf-8").read())))
+        return 0
     settings = load_settings()
     load_at_start = os.getloadavg()
     metrics = run_benchmark(settings, args.split, [b for b in args.backends.split(",") if b], args.limit,

@@ -25,6 +25,40 @@ from hybridrec.models.extraction.schema import AnswerDoc, KeywordSet, Outcome, Q
 from hybridrec.taxonomy import most_specific
 
 
+def merge_review(model: Outcome[KeywordSet], offline: Outcome[KeywordSet], max_keywords: int) -> Outcome[KeywordSet]:
+    """The model's keywords, plus each tag the offline reader found and the model did not."""
+    if model.value is None:
+        return Outcome(offline.value, model.reason, model.repaired)
+    keywords = list(model.value.keywords)
+    have_tags = {k.tag for k in keywords if k.tag}
+    have_texts = {k.text for k in keywords}
+    for extra in (k for k in (offline.value.keywords if offline.value else ()) if k.tag and k.tag not in have_tags):
+        if extra.text in have_texts:
+            continue
+        untagged = [i for i, k in enumerate(keywords) if k.tag is None]
+        if len(keywords) >= max_keywords:
+            if not untagged:
+                break
+            keywords.pop(min(untagged, key=lambda i: keywords[i].weight))
+        keywords.append(extra)
+        have_tags.add(extra.tag)
+    return Outcome(KeywordSet(keywords=tuple(keywords)), model.reason, model.repaired)
+
+
+def vote_query(model: Outcome[QueryTags], offline: Outcome[QueryTags]) -> Outcome[QueryTags]:
+    """The more confident reader's intent (and tags; both readers' tags when both say interest)."""
+    if model.value is None:
+        return Outcome(offline.value, model.reason, model.repaired)
+    if offline.value is None:
+        return model
+    if offline.value.confidence > model.value.confidence:
+        return Outcome(offline.value, None, model.repaired)
+    if model.value.intent is offline.value.intent is QueryIntent.INTEREST:
+        tags = most_specific((*model.value.tags, *offline.value.tags))[:MAX_QUERY_TAGS]
+        return Outcome(model.value.model_copy(update={"tags": tags}), model.reason, model.repaired)
+    return model
+
+
 class CombinedExtractor:
     def __init__(self, generative, offline, max_keywords: int):
         self.generative = generative
@@ -33,25 +67,8 @@ class CombinedExtractor:
         self.backend = generative.backend
 
     def extract(self, texts: Sequence[str]) -> list[Outcome[KeywordSet]]:
-        return [self._merge(g, o) for g, o in zip(self.generative.extract(texts), self.offline.extract(texts))]
-
-    def _merge(self, model: Outcome[KeywordSet], offline: Outcome[KeywordSet]) -> Outcome[KeywordSet]:
-        if model.value is None:
-            return Outcome(offline.value, model.reason, model.repaired)
-        keywords = list(model.value.keywords)
-        have_tags = {k.tag for k in keywords if k.tag}
-        have_texts = {k.text for k in keywords}
-        for extra in (k for k in (offline.value.keywords if offline.value else ()) if k.tag and k.tag not in have_tags):
-            if extra.text in have_texts:
-                continue
-            untagged = [i for i, k in enumerate(keywords) if k.tag is None]
-            if len(keywords) >= self.max_keywords:
-                if not untagged:
-                    break
-                keywords.pop(min(untagged, key=lambda i: keywords[i].weight))
-            keywords.append(extra)
-            have_tags.add(extra.tag)
-        return Outcome(KeywordSet(keywords=tuple(keywords)), model.reason, model.repaired)
+        return [merge_review(g, o, self.max_keywords)
+                for g, o in zip(self.generative.extract(texts), self.offline.extract(texts))]
 
 
 class CombinedQueryTagger:
@@ -61,17 +78,4 @@ class CombinedQueryTagger:
         self.backend = generative.backend
 
     def tag_many(self, queries: Sequence[tuple[str, Sequence[AnswerDoc]]]) -> list[Outcome[QueryTags]]:
-        return [self._vote(g, o) for g, o in zip(self.generative.tag_many(queries), self.offline.tag_many(queries))]
-
-    @staticmethod
-    def _vote(model: Outcome[QueryTags], offline: Outcome[QueryTags]) -> Outcome[QueryTags]:
-        if model.value is None:
-            return Outcome(offline.value, model.reason, model.repaired)
-        if offline.value is None:
-            return model
-        if offline.value.confidence > model.value.confidence:
-            return Outcome(offline.value, None, model.repaired)
-        if model.value.intent is offline.value.intent is QueryIntent.INTEREST:  # agreeing readers pool their tags
-            tags = most_specific((*model.value.tags, *offline.value.tags))[:MAX_QUERY_TAGS]
-            return Outcome(model.value.model_copy(update={"tags": tags}), model.reason, model.repaired)
-        return model
+        return [vote_query(g, o) for g, o in zip(self.generative.tag_many(queries), self.offline.tag_many(queries))]

@@ -90,7 +90,7 @@ class LlamaServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "hybridrec",
              "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "4096",
-             "--n_threads", str(os.cpu_count()), "--verbose", "false"], stdout=self.log, stderr=subprocess.STDOUT)
+             "--n_threads", str(os.cpu_count())], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:

@@ -1,0 +1,28 @@
+"""The generative teacher with the offline reader's vote: the more confident intent, the missed tags added."""
+
+from hybridrec.contract import QueryIntent
+from hybridrec.models.extraction.combined import merge_review, vote_query
+from hybridrec.models.extraction.schema import Keyword, KeywordSet, Outcome, QueryTags
+
+
+def _tags(intent, tags=(), confidence=0.5):
+    return Outcome(QueryTags(intent=intent, tags=tags, confidence=confidence))
+
+
+def test_the_more_confident_reader_decides_the_intent_and_agreeing_readers_pool_tags():
+    model = _tags(QueryIntent.INTEREST, ("travel/south-america",), 0.38)
+    assert vote_query(model, _tags(QueryIntent.UTILITY, (), 0.9)).value.intent is QueryIntent.UTILITY
+    pooled = vote_query(_tags(QueryIntent.INTEREST, ("sports/soccer",), 0.8),
+                        _tags(QueryIntent.INTEREST, ("mood/lively",), 0.6)).value
+    assert set(pooled.tags) == {"sports/soccer", "mood/lively"}
+    rejected = Outcome(None, "ungrounded_keyword")
+    stand_in = vote_query(rejected, _tags(QueryIntent.UTILITY, (), 0.7))
+    assert stand_in.value.intent is QueryIntent.UTILITY and stand_in.reason == "ungrounded_keyword"
+
+
+def test_a_review_keeps_the_models_keywords_and_gains_the_tags_it_missed_within_the_limit():
+    model = Outcome(KeywordSet(keywords=(Keyword(text="carbonara", weight=1.0), Keyword(text="staff", weight=0.5))))
+    offline = Outcome(KeywordSet(keywords=(Keyword(text="friendly", weight=0.9, tag="service/friendly"),)))
+    merged = merge_review(model, offline, max_keywords=2).value
+    assert [k.text for k in merged.keywords] == ["carbonara", "friendly"]
+    assert merged.tags == {"service/friendly": 0.9}
