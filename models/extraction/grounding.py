@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from hybridrec.models.extraction.schema import Keyword, KeywordSet, QueryTags
-from hybridrec.models.text import Embedder
+from hybridrec.models.text import Embedder, unit_rows
 from hybridrec.taxonomy import Taxonomy, most_specific
 
 
@@ -38,19 +38,14 @@ class TagGrounder:
                 phrases.append(phrase)
                 owners.append(tag.path)
         self._owners = np.array(owners)
-        self._vectors = self._unit(embedder.encode(phrases))
+        self._vectors = unit_rows(embedder.encode(phrases))
         self._paths = [t.path for t in taxonomy.tags]
         self._rows = [np.flatnonzero(self._owners == path) for path in self._paths]
         self._aspect_of = {t.path: t.aspect for t in taxonomy.tags}
         self._scores = lru_cache(maxsize=50_000)(self._scores_of)
 
-    @staticmethod
-    def _unit(vectors: np.ndarray) -> np.ndarray:
-        norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-        return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-
     def _scores_of(self, phrase: str) -> dict[str, float]:
-        cosines = self._vectors @ self._unit(self.embedder.encode([phrase]))[0]
+        cosines = self._vectors @ unit_rows(self.embedder.encode([phrase]))[0]
         return {path: float(cosines[rows].max()) for path, rows in zip(self._paths, self._rows) if len(rows)}
 
     def support(self, phrase: str, tag: str) -> float:

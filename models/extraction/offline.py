@@ -30,7 +30,7 @@ from hybridrec.models.extraction.schema import (
     InvalidOutput, Keyword, KeywordSet, Limits, Outcome, QueryTags, validate_keywords, validate_query,
 )
 from hybridrec.models.extraction.untrusted import prepare
-from hybridrec.models.text import Embedder
+from hybridrec.models.text import Embedder, unit_rows
 from hybridrec.taxonomy import Tag, Taxonomy, most_specific
 
 # Short descriptions of the three kinds of need, in both languages: generic on purpose (kinds of lookup,
@@ -142,17 +142,12 @@ class OfflineKeywordExtractor(_OfflineBackend):
         return keywords
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-
-
 class OfflineQueryTagger(_OfflineBackend):
     def __init__(self, cfg: ExtractionSettings, matcher: TaxonomyMatcher, sentence_embedder: Embedder):
         super().__init__(cfg, matcher)
         self.sentence_embedder = sentence_embedder
         self._intents = list(INTENT_PROTOTYPES)
-        self._prototypes = [_unit(sentence_embedder.encode(list(p))) for p in INTENT_PROTOTYPES.values()]
+        self._prototypes = [unit_rows(sentence_embedder.encode(list(p))) for p in INTENT_PROTOTYPES.values()]
         self._margins = {QueryIntent.UTILITY: cfg.intent_margin_utility,
                          QueryIntent.NAVIGATIONAL: cfg.intent_margin_navigational}
 
@@ -171,7 +166,7 @@ class OfflineQueryTagger(_OfflineBackend):
     def tag_many(self, queries: Sequence[tuple[str, Sequence]]) -> list[Outcome[QueryTags]]:
         outcomes = []
         prepared = [prepare(text, self.cfg.max_input_chars).text for text, _ in queries]
-        vectors = _unit(self.sentence_embedder.encode([q.casefold() for q in prepared])) if prepared else []
+        vectors = unit_rows(self.sentence_embedder.encode([q.casefold() for q in prepared])) if prepared else []
         for query, (_, answer_docs), vector in zip(prepared, queries, vectors):
             try:
                 outcomes.append(Outcome(validate_query(self._label(query.casefold(), vector, answer_docs), query,
