@@ -52,9 +52,13 @@ class TagGrounder:
         """The highest cosine between ``phrase`` and any surface form of ``tag``."""
         return self._scores(phrase).get(tag, 0.0)
 
+    def _spells(self, phrase: str, tag: str) -> bool:
+        """The phrase contains one of the tag's surface forms: support needs no embedding."""
+        folded = phrase.casefold()
+        return any(form.casefold() in folded for form in (*self.taxonomy.get(tag).en, *self.taxonomy.get(tag).ko))
+
     def _supported(self, phrase: str, tag: str) -> bool:
-        forms = (*self.taxonomy.get(tag).en, *self.taxonomy.get(tag).ko)
-        if any(form.casefold() in phrase.casefold() for form in forms):
+        if self._spells(phrase, tag):
             return True
         scores = self._scores(phrase)
         best_of_aspect = max(v for path, v in scores.items() if self._aspect_of[path] == self._aspect_of[tag])
@@ -67,8 +71,7 @@ class TagGrounder:
         return KeywordSet(keywords=tuple(kept))
 
     def _query_support(self, phrases: list[str], tag: str) -> float:
-        forms = (*self.taxonomy.get(tag).en, *self.taxonomy.get(tag).ko)
-        if any(form.casefold() in phrase.casefold() for form in forms for phrase in phrases):
+        if any(self._spells(phrase, tag) for phrase in phrases):
             return 1.0
         return max(self.support(p, tag) for p in phrases)
 
