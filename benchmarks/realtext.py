@@ -31,6 +31,7 @@ from hybridrec.models.extraction.combined import merge_review, vote_query
 REVIEW_GROUPS = {"en": lambda c: c.lang == "en", "ko": lambda c: c.lang == "ko",
                  "ko_place": lambda c: c.source == "handwritten"}
 QUERY_GROUPS = {"all": lambda c: True, "en": lambda c: c.lang == "en", "ko": lambda c: c.lang != "en"}
+ANSWER_CACHE = "cache/realtext-answers.sqlite"  # under home, when extraction.answer_cache is not set
 _TOKEN = re.compile(r"[\w'’-]+")
 # The baseline's stop list: English function words only (a plain TF-IDF, nothing of the project's lists).
 _BASELINE_STOP = frozenset("""a an and are as at be been but by can did do for from had has have he her his i if in
@@ -248,7 +249,9 @@ def run_benchmark(settings: Settings, split: str = "validation", backends: Seque
     offline = run_backend(offline_settings, reviews, queries, injections)
     metrics["offline"] = offline
     for backend in (b for b in backends if b != "offline"):
-        overrides: dict[str, Any] = {"backend": backend, "combine_offline": False}
+        # every answer is kept by its question: a re-run (a crash in scoring, a new metric) asks the model nothing
+        overrides: dict[str, Any] = {"backend": backend, "combine_offline": False,
+                                     "answer_cache": settings.extraction.answer_cache or ANSWER_CACHE}
         if llm_model and backend == "llamacpp":
             overrides["llamacpp"] = settings.extraction.llamacpp.model_copy(update={"model": llm_model})
         cfg = settings.model_copy(update={"extraction": settings.extraction.model_copy(update=overrides)})

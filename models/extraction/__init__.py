@@ -73,9 +73,7 @@ def make_backends(settings: Settings, threads: int | None = None) -> tuple[Keywo
 
     model: ChatModel
     if cfg.backend == "llamacpp":
-        from hybridrec.models.extraction.gguf import model_file
-
-        from hybridrec.models.extraction.gguf import models_dir
+        from hybridrec.models.extraction.gguf import model_file, models_dir
 
         path = model_file(cfg.llamacpp.model, cfg.llamacpp.model_path, settings.home_path)
         model = LlamaCppChatModel(cfg.llamacpp, path, threads,
@@ -84,6 +82,10 @@ def make_backends(settings: Settings, threads: int | None = None) -> tuple[Keywo
         model = HttpChatModel(cfg.http)
     else:
         model = TransformersChatModel(cfg.generative)
+    if cfg.answer_cache:
+        from hybridrec.models.extraction.answer_cache import cached
+
+        model = cached(model, settings.home_path / cfg.answer_cache)
     from hybridrec.models.extraction.grounding import TagGrounder
 
     grounder = TagGrounder(taxonomy, load_embedder(cfg.embedder, threads), cfg.tag_grounding)

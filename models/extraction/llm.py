@@ -46,6 +46,7 @@ Message = dict[str, str]
 
 class ChatModel(Protocol):
     name: str
+    identity: str  # what decides its answers besides the conversation (model file, endpoint, limits)
 
     def complete(self, conversations: Sequence[list[Message]], schema: dict[str, Any] | None = None) -> list[str]:
         """One answer per conversation, in order, decoded into ``schema`` where the model can constrain
@@ -227,6 +228,7 @@ class HttpChatModel:
 
         self.cfg = cfg
         self.name = cfg.model
+        self.identity = f"http|{cfg.endpoint}|{cfg.model}|{cfg.max_tokens}"
         headers = {"Content-Type": "application/json"}
         if api_key := os.environ.get(cfg.api_key_env):
             headers["Authorization"] = f"Bearer {api_key}"
@@ -284,6 +286,7 @@ class TransformersChatModel:
             raise RuntimeError(f"the transformers backend needs `pip install hybridrec[generative]` ({err})") from err
         self.cfg = cfg
         self.name = os.path.basename(cfg.gguf_file or cfg.model_path.rstrip("/"))
+        self.identity = f"transformers|{self.name}|{cfg.max_new_tokens}"
         extra = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
         self._tokenizer = AutoTokenizer.from_pretrained(cfg.model_path, local_files_only=True, padding_side="left",
                                                         **extra)
@@ -341,6 +344,7 @@ class LlamaCppChatModel:
         self._formatter = Jinja2ChatFormatter(metadata["tokenizer.chat_template"], eos_token=eos, bos_token=bos)
         self._prefix_cache = prefix_cache
         self._model_key = f"{model_path.resolve()}:{model_path.stat().st_size}:{cfg.n_ctx}"
+        self.identity = f"llamacpp|{model_path.name}|{model_path.stat().st_size}|{cfg.n_ctx}|{cfg.max_tokens}"
 
     def _prime(self, messages: list[Message]) -> None:
         """Make the KV cache hold this conversation's system prompt: already there, from disk, or computed
