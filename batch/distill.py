@@ -4,9 +4,11 @@ Steps (each logged and timed; the run and its files land in the model registry):
 
 1. ``gold``: load and validate the curated gold set (``hybridrec/query_gold.yaml``), evaluation only;
    ``inputs``: the search log's distinct texts and the clip texts, read by Spark in one session.
-2. ``teacher-labels``: the extraction stage's tagger (the configured backend; the strongest that runs
-   here) labels the search log's distinct texts and a generated pool. Each log text is read twice,
-   alone and (from the extraction job) with the documents that answered each of its searches.
+2. ``teacher-labels``: the offline reader labels the search log's distinct texts and a generated pool.
+   Each log text is read twice, alone and (from the extraction job) with the documents that answered
+   each of its searches. With ``distill.llm_teacher`` set, a local LLM also labels the texts it has not
+   labelled before, most searched first, within a budget of texts and seconds (:mod:`.llm_teacher`,
+   ledger ``ops.teacher_labels``); where both read a text they vote (``extraction.combine_offline``).
    Noisy labels are dropped with a reason: ``rejected`` (failed validation), ``low-confidence``,
    ``answer-disagreement`` (the text's searches, read with their own results, disagree),
    ``prompt-disagreement`` (alone vs. with results), ``outside-taxonomy``.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -36,12 +39,15 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
+from hybridrec.batch.llm_teacher import LlmTeacher, text_key
 from hybridrec.batch.query_pool import QueryPool
-from hybridrec.evalsets import normalise
 from hybridrec.batch.registry import Registry, latest_model_files
 from hybridrec.config import Settings
 from hybridrec.contract import CLIPS, INTENTS, ITEM_KEYWORDS, QUERY_TAGS, SEARCH_QUERIES, QueryIntent
+from hybridrec.evalsets import normalise
 from hybridrec.lake import Lake
+from hybridrec.models.extraction.combined import vote_query
+from hybridrec.models.extraction.schema import Outcome, QueryTags
 from hybridrec.models.student import QueryStudent, TopicClassifier
 from hybridrec.pipeline import Step
 from hybridrec.runinfo import new_run
@@ -120,24 +126,33 @@ def agreement(a: Sequence[Tagging], b: Sequence[Tagging]) -> float:
     return round(sum(x[0] == y[0] and set(x[1]) == set(y[1]) for x, y in zip(a, b)) / max(len(a), 1), 4)
 
 
+Label = tuple[str | None, tuple[str, ...], float, str | None]  # intent, tags, confidence, rejection reason
+
+
+def as_label(outcome: Outcome[QueryTags]) -> Label:
+    value = outcome.value
+    return ((None, (), 0.0, outcome.reason) if value is None else
+            (str(QueryIntent(value.intent).value), tuple(value.tags), float(value.confidence), None))
+
+
 class TeacherTagger:
-    """The extraction stage's query tagger, answering at interest level like the gold set and the student."""
+    """The bulk teacher: the offline reader, which labels every text (the LLM teacher, when configured,
+    labels a budget of them: :mod:`.llm_teacher`). Answers at interest level like the gold set."""
 
     def __init__(self, settings: Settings, threads: int | None = None):
         from hybridrec.models.extraction import make_query_tagger
 
+        offline = settings.extraction.model_copy(update={"backend": "offline"})
         self.taxonomy = load_taxonomy()
-        self.tagger = make_query_tagger(settings, threads)
+        self.tagger = make_query_tagger(settings.model_copy(update={"extraction": offline}), threads)
         self.backend = self.tagger.backend
 
-    def label(self, texts: Sequence[str]) -> list[tuple[str | None, tuple[str, ...], float, str | None]]:
+    def outcomes(self, texts: Sequence[str]) -> list[Outcome[QueryTags]]:
+        return self.tagger.tag_many([(t, ()) for t in texts])
+
+    def label(self, texts: Sequence[str]) -> list[Label]:
         """(intent, tags, confidence, rejection reason) per text, read alone."""
-        out = []
-        for outcome in self.tagger.tag_many([(t, ()) for t in texts]):
-            value = outcome.value
-            out.append((None, (), 0.0, outcome.reason) if value is None else
-                       (str(QueryIntent(value.intent).value), tuple(value.tags), float(value.confidence), None))
-        return out
+        return [as_label(o) for o in self.outcomes(texts)]
 
     def __call__(self, text: str) -> Tagging:
         intent, tags, _, _ = self.label([text])[0]
@@ -201,17 +216,21 @@ def clean_labels(labels: pd.DataFrame, taxonomy: Taxonomy, min_confidence: float
     """Adds ``intent``/``tags`` (the label kept) and ``status`` (``kept`` or why it was dropped).
 
     ``labels``: text, source, teacher_intent, teacher_tags, teacher_confidence, teacher_reason and, for
-    log texts, answered_intent, answered_tags (JSON), answer_agreement."""
+    log texts, answered_intent, answered_tags (JSON), answer_agreement; ``teacher_source`` (``llm`` or
+    ``offline``) when an LLM teacher labelled some texts (its labels are not replaced by the answered ones)."""
     intents, tags, statuses = [], [], []
     for row in labels.itertuples(index=False):
         status, intent, kept_tags = KEPT, row.teacher_intent, tuple(row.teacher_tags)
         answered = row.source == "log" and isinstance(row.answered_intent, str)
+        by_llm = getattr(row, "teacher_source", "offline") == "llm"
         if row.teacher_reason is not None:
             status = "rejected"
         elif row.teacher_confidence < min_confidence:
             status = "low-confidence"
         elif answered and row.answer_agreement < min_answer_agreement:
             status = "answer-disagreement"
+        elif by_llm:
+            pass  # the answers were read by the offline reader: another reader, not a better-read label
         elif answered and not _compatible(row.answered_intent, tuple(json.loads(row.answered_tags)), intent, kept_tags):
             status = "prompt-disagreement"
         elif answered:
@@ -266,6 +285,9 @@ def distill_job(settings: Settings) -> dict[str, Any]:
     taxonomy = load_taxonomy()
     context: dict[str, Any] = {"run": run, "run_dir": run_dir}
 
+    def teacher_name(ctx: dict) -> str:
+        return ctx["teacher"].backend + (f"+{ctx['llm'].teacher}" if ctx["llm"] is not None else "")
+
     def gold(_: dict) -> dict:
         version, rows = load_gold(taxonomy)
         inputs = registry.snapshot_ids([SEARCH_QUERIES, QUERY_TAGS, CLIPS, ITEM_KEYWORDS])
@@ -281,13 +303,21 @@ def distill_job(settings: Settings) -> dict[str, Any]:
         log_texts = ctx["log_queries"].assign(source="log")
         pool = pd.DataFrame({"text": QueryPool(taxonomy, cfg.seed).write(cfg.pool_size), "source": "pool"})
         labels = pd.concat([log_texts, pool[~pool["text"].isin(log_texts["text"])]], ignore_index=True)
-        texts, read = labels["text"].tolist(), []
+        texts, offline = labels["text"].tolist(), []
         with tqdm(total=len(texts), desc="teacher labels", unit="query", mininterval=5, disable=None) as progress:
-            for start in range(0, len(texts), TEACHER_BATCH):  # batches: generative and HTTP backends batch them
-                read += teacher.label(texts[start:start + TEACHER_BATCH])
+            for start in range(0, len(texts), TEACHER_BATCH):
+                offline += teacher.outcomes(texts[start:start + TEACHER_BATCH])
                 progress.update(min(TEACHER_BATCH, len(texts) - start))
+        read, sources, llm = [as_label(o) for o in offline], ["offline"] * len(texts), None
+        if cfg.llm_teacher:  # the log's texts come first, most searched first: the budget goes where users are
+            llm = LlmTeacher(settings).label(texts, lake, run)
+            for i, text in enumerate(texts):
+                if (answer := llm.outcomes.get(text_key(text))) is not None:
+                    chosen = vote_query(answer, offline[i]) if settings.extraction.combine_offline else answer
+                    read[i], sources[i] = as_label(chosen), "llm"
         labels["teacher_intent"], labels["teacher_tags"], labels["teacher_confidence"], labels["teacher_reason"] = (
             [r[0] for r in read], [r[1] for r in read], [r[2] for r in read], [r[3] for r in read])
+        labels["teacher_source"] = sources
         labels = clean_labels(labels, taxonomy, cfg.min_teacher_confidence, cfg.min_answer_agreement)
         labels["held_out"] = [held_out(t, cfg.holdout_share) for t in labels["text"]]
         counts = {f"{source}/{status}": int(n) for (source, status), n in
@@ -296,7 +326,7 @@ def distill_job(settings: Settings) -> dict[str, Any]:
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / "teacher-labels.parquet"
         labels.assign(teacher_tags=labels["teacher_tags"].map(list), tags=labels["tags"].map(list)).to_parquet(path)
-        return {"teacher": teacher, "labels": labels, "label_counts": counts, "labels_file": str(path)}
+        return {"teacher": teacher, "labels": labels, "label_counts": counts, "labels_file": str(path), "llm": llm}
 
     def student(ctx: dict) -> dict:
         labels = ctx["labels"]
@@ -304,14 +334,23 @@ def distill_job(settings: Settings) -> dict[str, Any]:
         model = QueryStudent.fit(train["text"].tolist(), train["intent"].tolist(), train["tags"].tolist(),
                                  min_count=cfg.min_feature_count, l2=cfg.l2, threshold=cfg.tag_threshold,
                                  max_tags=cfg.max_tags)
-        model.header.update({"run_id": run.run_id, "teacher": ctx["teacher"].backend, "train_texts": len(train)})
+        model.header.update({"run_id": run.run_id, "teacher": teacher_name(ctx), "train_texts": len(train)})
         holdout = labels[(labels["status"] == KEPT) & labels["held_out"]]
         predict = student_tagging(model)
-        holdout_agreement = agreement([predict(t) for t in holdout["text"]],
-                                      [(i, tuple(sorted(ts))) for i, ts in zip(holdout["intent"], holdout["tags"])])
-        log.info("student: %d features, %d tags, agreement with the teacher on %d held-out texts %.3f",
-                 len(model.vocabulary), len(model.tag_names), len(holdout), holdout_agreement)
-        return {"student": model, "holdout_agreement": holdout_agreement, "holdout_texts": len(holdout)}
+        started = time.perf_counter()
+        predicted = [predict(t) for t in holdout["text"]]
+        student_per_s = len(holdout) / max(time.perf_counter() - started, 1e-9)
+        taught = [(i, tuple(sorted(ts))) for i, ts in zip(holdout["intent"], holdout["tags"])]
+        holdout_agreement = agreement(predicted, taught)
+        by_llm = (holdout["teacher_source"] == "llm").tolist()
+        llm_agreement = agreement([p for p, b in zip(predicted, by_llm) if b],
+                                  [t for t, b in zip(taught, by_llm) if b]) if any(by_llm) else None
+        log.info("student: %d features, %d tags, agreement with the teacher on %d held-out texts %.3f "
+                 "(with the LLM's labels on %d: %s)", len(model.vocabulary), len(model.tag_names), len(holdout),
+                 holdout_agreement, sum(by_llm), llm_agreement)
+        return {"student": model, "holdout_agreement": holdout_agreement, "holdout_texts": len(holdout),
+                "agreement_holdout_llm": llm_agreement, "holdout_texts_llm": sum(by_llm),
+                "student_queries_per_s": round(student_per_s, 1)}
 
     def topic_classifier(ctx: dict) -> dict:
         clips = ctx["clips"]
@@ -336,13 +375,25 @@ def distill_job(settings: Settings) -> dict[str, Any]:
         teacher_scores = score_tagger(ctx["teacher"], rows)
         student_scores = score_tagger(student_tagging(ctx["student"]), rows)
         metrics = {
-            "gold_version": ctx["gold_version"], "teacher_backend": ctx["teacher"].backend,
+            "gold_version": ctx["gold_version"], "teacher_backend": teacher_name(ctx),
             "teacher": {k: v for k, v in teacher_scores.items() if k != "predictions"},
             "student": {k: v for k, v in student_scores.items() if k != "predictions"},
             "gold_agreement": agreement(student_scores["predictions"], teacher_scores["predictions"]),
             "holdout_agreement": ctx["holdout_agreement"], "holdout_texts": ctx["holdout_texts"],
+            "student_queries_per_s": ctx["student_queries_per_s"],
             "labels": {**ctx["label_counts"], **ctx["clip_label_counts"]},
         }
+        if (llm := ctx["llm"]) is not None:
+            metrics["llm_teacher"] = {
+                "teacher": llm.teacher, "ledger_texts": len(llm.outcomes), "labelled_now": llm.labelled_now,
+                "seconds_now": round(llm.seconds_now, 1), "budget_exhausted": llm.budget_exhausted,
+                "llm_texts_per_s": llm.texts_per_s,
+                "labels_used": int((ctx["labels"]["teacher_source"] == "llm").sum()),
+                "kept_labels_used": int(((ctx["labels"]["teacher_source"] == "llm")
+                                         & (ctx["labels"]["status"] == KEPT)).sum()),
+                "agreement_holdout_llm": ctx["agreement_holdout_llm"], "holdout_texts_llm": ctx["holdout_texts_llm"],
+                "speedup": round(ctx["student_queries_per_s"] / llm.texts_per_s, 1) if llm.texts_per_s else None,
+            }
         ctx["student"].header["gold"] = {"version": ctx["gold_version"], "tag_f1": metrics["student"]["tag_f1"]}
         files = {"student": str(ctx["student"].save(run_dir / STUDENT_FILE)),
                  "topic_classifier": str(ctx["classifier"].save(run_dir / CLASSIFIER_FILE)),

@@ -234,6 +234,9 @@ class DistillSettings(_Section):
     max_tags: int = Field(3, ge=1)
     topic_min_confidence: float = Field(0.6, gt=0, le=1)  # the classifier stops at the broader topic below this
     holdout_share: float = Field(0.1, ge=0, lt=1)  # teacher-labelled texts kept out of training, for agreement
+    llm_teacher: Literal["", "llamacpp", "http", "transformers"] = ""  # "": the offline reader teaches alone
+    llm_budget_texts: int = Field(300, ge=0)  # new texts the LLM teacher labels per run
+    llm_budget_seconds: float = Field(1800, ge=0)  # and the model time it may spend on them
     seed: int = 7
     student_run: str = ""  # "" = the newest succeeded distill run; else a run id under retrain.models_dir
 

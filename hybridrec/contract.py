@@ -371,6 +371,20 @@ EXTRACTION_STATE = TableSpec(OPS, "extraction_state", (
     _c("processed_at", "timestamp", True),
 ), key=("source", "doc_id"), doc="Ledger of extracted documents: what is unchanged is skipped, what crashed is redone.")
 
+TEACHER_LABELS = TableSpec(OPS, "teacher_labels", (
+    _c("text_key", "string", True, "sha1 of the normalised text (evalsets.normalise): one label per spelling family"),
+    _c("text", "string", True),
+    _c("teacher", "string", True, "identity of the generative teacher: model, prompt and schema"),
+    _c("intent", "string", doc="null when the answer was rejected", choices=INTENTS),
+    _c("tags", "list<string>"),
+    _c("keywords", "list<string>"),
+    _c("confidence", "double", doc="the model's probability of its intent"),
+    _c("reason", "string", doc="why the answer was rejected"),
+    _c("seconds", "double", True, "model time spent on this text"),
+    _c("run_id", "string", True),
+    _c("labelled_at", "timestamp", True),
+), key=("text_key", "teacher"), doc="Ledger of the LLM teacher's query labels: each night labels only texts it has not.")
+
 CONTENT_TABLES = (REVIEW_KEYWORDS, ITEM_KEYWORDS, QUERY_TAGS, ITEM_EMBEDDINGS, USER_EMBEDDINGS, EXTRACTION_STATE)
 # ---------------------------------------------------------------- end derived: content
 

@@ -48,6 +48,7 @@ class QueryTagger:
     def __init__(self, impl: _TagsMany):
         self._impl = impl
         self.backend = impl.backend
+        self.identity: str = getattr(impl, "identity", impl.backend)  # the model and prompt, for ledgers
 
     def tag(self, query_text: str, answer_docs: Sequence[AnswerDoc | str] = ()) -> QueryTags:
         """Raises :class:`RejectedOutput` when the backend's answer fails validation twice."""

@@ -162,6 +162,10 @@ class GenerativeExtractor:
         self._query_system = QUERY_SYSTEM.format(taxonomy=listing)
         self._review_schema = review_schema(taxonomy, self.limits)
         self._query_schema = query_schema(taxonomy, self.limits)
+        prompts = json.dumps([self._review_system, self._query_system, self._review_schema, self._query_schema,
+                              REPAIR, cfg.max_input_chars, cfg.answer_docs, cfg.tag_grounding], sort_keys=True)
+        # who answered: the model, and a short hash of everything else that decides its answers
+        self.identity = f"{getattr(model, 'identity', model.name)}|{hashlib.sha256(prompts.encode()).hexdigest()[:12]}"
 
     def extract(self, texts: Sequence[str]) -> list[Outcome[KeywordSet]]:
         sources = [prepare(t, self.cfg.max_input_chars).text for t in texts]

@@ -119,3 +119,28 @@ def test_distill_learns_from_the_extracted_world_and_serves_the_stream(settings,
     assert tagger.tag("peru visa").intent == QueryIntent.UTILITY
     assert tagger.tag("peru visa").tags == ()
     assert load_topic_classifier(distilled).predict("soccer highlights. #sports").path.startswith("sports")
+
+
+@pytest.mark.llm
+def test_distill_with_the_real_llm_teacher_labels_the_most_searched_texts_within_its_budget(settings, first_run,
+                                                                                            tmp_path):
+    """The real GGUF labels a budget of new texts into the ledger; the student learns from its labels."""
+    from hybridrec.batch.distill import distill_job
+    from hybridrec.batch.llm_teacher import read_ledger, text_key
+    from hybridrec.contract import TEACHER_LABELS
+
+    distilled = settings.model_copy(update={
+        "distill": settings.distill.model_copy(update={"pool_size": 500, "llm_teacher": "llamacpp",
+                                                       "llm_budget_texts": 4, "llm_budget_seconds": 600}),
+        "retrain": settings.retrain.model_copy(update={"models_dir": str(tmp_path / "models")}),
+    })
+    context = distill_job(distilled)
+    llm = context["metrics"]["llm_teacher"]
+    assert llm["labelled_now"] == 4 and llm["budget_exhausted"] and llm["llm_texts_per_s"] > 0
+    assert llm["labels_used"] >= 4  # a ledger label serves every spelling of its text
+    ledger = Lake(distilled).scan(TEACHER_LABELS).to_pylist()
+    assert len(ledger) == 4 and {r["teacher"] for r in ledger} == {llm["teacher"]}
+    most_searched = list({text_key(t): t for t in reversed(context["labels"]["text"].tolist())}.values())[::-1][:4]
+    assert sorted(r["text"] for r in ledger) == sorted(most_searched)  # the log's texts come first
+    assert len(read_ledger(Lake(distilled), llm["teacher"])) == 4
+    assert context["metrics"]["teacher_backend"] == f"offline+{llm['teacher']}"

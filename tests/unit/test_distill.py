@@ -78,6 +78,21 @@ def test_noisy_teacher_labels_are_dropped_with_their_reason():
     assert cleaned.at["visa", "tags"] == ()
 
 
+def test_an_llm_label_is_not_replaced_by_the_offline_reading_of_its_answers():
+    rows = pd.DataFrame([
+        {**_label("son heung-min goals", "interest", ["sports/soccer"], source="log", answered=("navigational", [])),
+         "teacher_source": "llm"},
+        {**_label("split", "interest", ["sports/soccer"], source="log", answered=("interest", ["sports/soccer"]), agreement=0.3),
+         "teacher_source": "llm"},
+        {**_label("naver", "interest", ["sports/soccer"], source="log", answered=("navigational", [])),
+         "teacher_source": "offline"},
+    ])
+    cleaned = clean_labels(rows, TAXONOMY, min_confidence=0.3, min_answer_agreement=0.6).set_index("text")
+    assert cleaned["status"].to_dict() == {"son heung-min goals": "kept", "split": "answer-disagreement",
+                                           "naver": "prompt-disagreement"}
+    assert cleaned.at["son heung-min goals", "intent"] == "interest" and cleaned.at["son heung-min goals", "tags"] == ("sports/soccer",)
+
+
 def test_tags_on_a_utility_query_cost_precision():
     gold = [GoldQuery("볼리비아 비자", "utility", (), "utility-with-place"),
             GoldQuery("축구", "interest", ("sports/soccer",), "short")]
