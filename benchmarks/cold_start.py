@@ -45,7 +45,7 @@ from hybridrec.contract import CLIPS, EVENTS, PLACES, SEARCH_QUERIES, TRUTH_QUER
 from hybridrec.lake import Lake
 from hybridrec.models.ranking_metrics import list_metrics
 from hybridrec.serving import rules
-from hybridrec.streaming.tagging import RuleQueryTagger
+from hybridrec.models.extraction.rules import RuleQueryReader
 from hybridrec.taxonomy import Taxonomy, load_taxonomy
 
 log = logging.getLogger("hybridrec.bench.cold_start")
@@ -71,7 +71,7 @@ def run_benchmark(settings: Settings) -> dict[str, Any]:
 
     history = queries[queries["ts"] < label_start]
     tag_student = _memo(lambda text: _student_tags(student, text))
-    tag_raw = _memo(RuleQueryTagger(taxonomy).ground)
+    tag_raw = _memo(RuleQueryReader(taxonomy).ground)
     interests = {name: _interests(history, tagger, taxonomy) for name, tagger in (("raw-search", tag_raw),
                                                                                   ("student", tag_student))}
     interests["truth"] = _true_interests(lake, taxonomy)

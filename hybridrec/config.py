@@ -144,6 +144,7 @@ class StreamingSettings(_Section):
     engaged_items: int = Field(50, ge=1)
     skipped_items: int = Field(50, ge=1)
     search_tags: int = Field(20, ge=1)
+    search_keywords: int = Field(10, ge=0)  # words of recent interest searches kept per user
     session_gap_s: int = Field(1800, ge=1)
     interest_half_life_s: float = Field(3600.0, gt=0)
     search_tags_half_life_s: float = Field(86_400.0, gt=0)

@@ -7,7 +7,7 @@ the dot product is recomputed from the item vectors), ``content`` = cosine of co
 ``popular`` = log1p(popularity), ``geo`` = (log1p(popularity) + 1) / (1 + distance / radius),
 ``graph`` = the precomputed BSPM list of the user document, ``covisit`` = the sum of the published
 neighbour scores of the user's engaged items. Two sources exist only online and have no ranker
-feature: ``keyword`` (BM25 on the user's interest tags) and ``trending``; they widen recall and the
+feature: ``keyword`` (BM25 on the user's interest tags and search words) and ``trending``; they widen recall and the
 ranker judges their items by the profile features.
 
 Where the time goes decides the shape. Per request OpenSearch runs only what depends on the user —
@@ -71,6 +71,7 @@ class CandidateRequest:
     content_vectors: tuple[list[float], ...] = ()   # long-term profile, short-term session interest
     topic_affinity: Mapping[str, float] = field(default_factory=dict)
     interest_tags: Mapping[str, float] = field(default_factory=dict)
+    interest_keywords: tuple[str, ...] = ()         # words of recent interest searches (open-world)
     graph: tuple[tuple[str, float], ...] = ()
     covisit_seeds: tuple[str, ...] = ()
     location: tuple[float, float] | None = None
@@ -294,10 +295,12 @@ class GlobalLists:
 
 
 def _keyword_query(request: CandidateRequest, labels: Mapping[str, str]) -> dict[str, Any]:
-    """BM25 over the item text for the interest tags' words, plus exact tag matches weighted by interest."""
+    """BM25 over the item text for the interest tags' words and the user's own search words, plus exact
+    tag matches weighted by interest."""
     tags = sorted(request.interest_tags.items(), key=lambda kv: -kv[1])
     should: list[dict[str, Any]] = [{"term": {"tags": {"value": t, "boost": max(w, 1e-3)}}} for t, w in tags]
-    words = " ".join(labels.get(t, t.rsplit("/", 1)[-1].replace("_", " ")) for t, _ in tags)
+    words = " ".join([*(labels.get(t, t.rsplit("/", 1)[-1].replace("_", " ")) for t, _ in tags),
+                      *request.interest_keywords])
     should.append({"multi_match": {"query": words, "fields": ["title", "text", "keywords"]}})
     query = {"bool": {"should": should, "minimum_should_match": 1, "filter": list(request.item_filter)}}
     return {"size": request.fetch_size(request.depth), "query": query, **IDS_ONLY}
@@ -319,7 +322,7 @@ def build_queries(request: CandidateRequest, labels: Mapping[str, str]) -> dict[
         queries["als"] = _knn("cf_vector", request.cf_vector, request)
     for n, vector in enumerate(request.content_vectors):
         queries[f"content:{n}"] = _knn("content_vector", vector, request)
-    if request.interest_tags:
+    if request.interest_tags or request.interest_keywords:
         queries["keyword"] = _keyword_query(request, labels)
     if request.surface == "place" and request.location is not None:
         lat, lon = request.location

@@ -1,10 +1,10 @@
 """What the feed knows about a user with little or no history, and which interests drive their candidates.
 
 Three segments: ``warm`` users have published history (CF vectors, engaged topics); ``searcher``
-users have none but searched for something, so their interest tags alone find candidates (BM25 and
-tag matches); ``new`` users have nothing and get a broad popular/trending (and, on the map, nearby)
+users have none but searched for something, so their interest tags and search words alone find
+candidates (BM25 and tag matches; the words also when the taxonomy names nothing they searched for); ``new`` users have nothing and get a broad popular/trending (and, on the map, nearby)
 feed that the diversity rules spread over topics. Search tags reach the user context through the
-streaming query tagger (:class:`hybridrec.streaming.tagging.QueryTagger`), which keeps only
+streaming query tagger (:class:`hybridrec.models.extraction.QueryTagger`), which keeps only
 interest queries: a utility query (exchange rate, weather, visa) never becomes an interest.
 """
 
@@ -21,6 +21,12 @@ def search_interests(context: Mapping[str, Any] | None) -> dict[str, float]:
     return {t["tag"]: float(t["weight"]) for t in (context or {}).get("search_tags", ()) if t.get("weight", 0) > 0}
 
 
+def search_keywords(context: Mapping[str, Any] | None, limit: int) -> tuple[str, ...]:
+    """The words of the user's recent interest searches, heaviest first, named by the taxonomy or not."""
+    kept = [k for k in (context or {}).get("search_keywords", ()) if k.get("weight", 0) > 0]
+    return tuple(k["keyword"] for k in sorted(kept, key=lambda k: -k["weight"])[:limit])
+
+
 def interest_tags(profile: UserProfile, context: Mapping[str, Any] | None, limit: int) -> dict[str, float]:
     """Published interest tags (engaged topics + past interest queries) and recent search tags, each
     part normalised to sum 1 so neither drowns the other; the ``limit`` strongest."""
@@ -34,8 +40,8 @@ def interest_tags(profile: UserProfile, context: Mapping[str, Any] | None, limit
 
 
 def segment(profile: UserProfile, has_cf_vector: bool, tags: Mapping[str, float],
-            context: Mapping[str, Any] | None) -> str:
+            context: Mapping[str, Any] | None, keywords: tuple[str, ...] = ()) -> str:
     engaged = bool((context or {}).get("engaged"))
     if profile.items > 0 or has_cf_vector and profile.activity > 0 or engaged:
         return "warm"
-    return "searcher" if tags else "new"
+    return "searcher" if tags or keywords else "new"

@@ -156,16 +156,17 @@ class FeedPipeline:
         location = query.location or (
             (profile.lat, profile.lon) if profile.lat is not None and profile.lon is not None else None)
         tags = cold_start.interest_tags(profile, context, self.cfg.interest_tags)
+        keywords = cold_start.search_keywords(context, self.cfg.interest_tags)
         cf_vector = (user_doc or {}).get("cf_vector")
         region_filter = ({"terms": {"region": list(self.cfg.regions)}},) if query.surface == "place" and self.cfg.regions else ()
         request = CandidateRequest(
             user_id=query.user_id, surface=query.surface, index=model.items_index,
             depth=self.cfg.candidates_per_source, exclude=exclude, cf_vector=cf_vector, content_vectors=tuple(content_vectors),
             topic_affinity={t: a for t, a in profile.topic_affinity.items() if "/" in t or t in self.taxonomy},
-            interest_tags=tags, graph=tuple((g["item_id"], float(g["score"])) for g in (user_doc or {}).get("graph_candidates", ())),
+            interest_tags=tags, interest_keywords=keywords, graph=tuple((g["item_id"], float(g["score"])) for g in (user_doc or {}).get("graph_candidates", ())),
             covisit_seeds=tuple(seeds[: self.cfg.covisit_seed_items]), location=location,
             radius_km=query.radius_km or self.cfg.default_radius_km, item_filter=region_filter)
-        return UserState(profile, context, request, cold_start.segment(profile, bool(cf_vector), tags, context),
+        return UserState(profile, context, request, cold_start.segment(profile, bool(cf_vector), tags, context, keywords),
                          cold_start.search_interests(context))
 
     def _rank(self, query: FeedQuery, state: UserState, candidates: Candidates, model: ServedModel,

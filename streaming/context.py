@@ -9,6 +9,8 @@ One JSON document per user, folded from their events and search queries:
   items' vectors (absent until retraining publishes item vectors);
 * ``search_tags``: interest tags from recent searches, decayed; utility and navigational queries
   contribute nothing;
+* ``search_keywords``: the words of recent interest searches, decayed like the tags, whether or not
+  the taxonomy names them ("frieren season 2"): serving looks items up by them (BM25);
 * ``session``: the current session (surface, last position and feed request, location on the map).
 
 Folding is deterministic and idempotent. Time is event time, never the clock, so replaying the same
@@ -31,7 +33,7 @@ import numpy as np
 from hybridrec.config import Settings
 from hybridrec.contract import EventRecord, QueryIntent, SearchQueryRecord
 from hybridrec.streaming.inbox import Message
-from hybridrec.streaming.tagging import QueryTagger
+from hybridrec.models.extraction import QueryTagger
 from hybridrec.streaming.vectors import Item
 
 Doc = dict[str, Any]
@@ -42,6 +44,7 @@ class ContextRules:
     engaged_items: int
     skipped_items: int
     search_tags: int
+    search_keywords: int
     session_gap_ms: int
     interest_half_life_ms: float
     search_tags_half_life_ms: float
@@ -50,7 +53,7 @@ class ContextRules:
     @classmethod
     def from_settings(cls, settings: Settings) -> "ContextRules":
         s = settings.streaming
-        return cls(s.engaged_items, s.skipped_items, s.search_tags, s.session_gap_s * 1000,
+        return cls(s.engaged_items, s.skipped_items, s.search_tags, s.search_keywords, s.session_gap_s * 1000,
                    s.interest_half_life_s * 1000, s.search_tags_half_life_s * 1000,
                    dict(settings.signals.event_weights))
 
@@ -72,7 +75,7 @@ def offset_key(topic: str, partition: int) -> str:
 
 def new_context(user_id: str) -> Doc:
     return {"user_id": user_id, "events_applied": 0, "queries_applied": 0, "engaged": [], "skipped": [],
-            "search_tags": [], "offsets": {}}
+            "search_tags": [], "search_keywords": [], "offsets": {}}
 
 
 class ContextFolder:
@@ -161,19 +164,26 @@ class ContextFolder:
 
     def _query(self, doc: Doc, query: SearchQueryRecord) -> None:
         doc["queries_applied"] += 1
-        intent, tags = self.tagger.tag(query.text)
-        if intent != QueryIntent.INTEREST or not tags:
+        tagged = self.tagger.read(query.text)
+        if tagged.intent != QueryIntent.INTEREST or not (tagged.tags or tagged.keywords):
             return
         ts = epoch_ms(query.ts)
-        at = doc.get("search_tags_at_ms", ts)
-        half_life = self.rules.search_tags_half_life_ms
-        kept = {t["tag"]: t["weight"] * (_decay(ts - at, half_life) if ts > at else 1.0) for t in doc["search_tags"]}
-        gain = _decay(at - ts, half_life) if ts < at else 1.0
-        for tag in tags:
-            kept[tag] = kept.get(tag, 0.0) + gain
-        ranked = sorted(kept.items(), key=lambda kv: (-kv[1], kv[0]))[:self.rules.search_tags]
-        doc["search_tags"] = [{"tag": tag, "weight": round(weight, 6)} for tag, weight in ranked]
+        at = doc.get("search_tags_at_ms", ts)  # both lists below are decayed to this moment
+        doc["search_tags"] = self._decayed(doc["search_tags"], "tag", tagged.tags, ts, at, self.rules.search_tags)
+        doc["search_keywords"] = self._decayed(doc.get("search_keywords", []), "keyword", tagged.keywords, ts, at,
+                                               self.rules.search_keywords)
         doc["search_tags_at_ms"] = max(at, ts)
+
+    def _decayed(self, entries: list[dict], name: str, new: Iterable[str], ts: int, at: int, limit: int) -> list[dict]:
+        """``entries`` decayed from ``at`` to the newer of the two moments, each of ``new`` added with weight
+        1 at ``ts`` (a late query counts as old), the ``limit`` heaviest kept."""
+        half_life = self.rules.search_tags_half_life_ms
+        kept = {e[name]: e["weight"] * (_decay(ts - at, half_life) if ts > at else 1.0) for e in entries}
+        gain = _decay(at - ts, half_life) if ts < at else 1.0
+        for value in new:
+            kept[value] = kept.get(value, 0.0) + gain
+        ranked = sorted(kept.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        return [{name: value, "weight": round(weight, 6)} for value, weight in ranked]
 
 
 def _newest_ts(entries: list[dict], item_id: str) -> int:

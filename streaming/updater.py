@@ -30,12 +30,13 @@ from hybridrec.streaming.context_store import ContextStore, Stored
 from hybridrec.streaming.inbox import Batch, Inbox, Message
 from hybridrec.streaming.lifecycle import stop_on_signals
 from hybridrec.streaming.metrics import Metrics
-from hybridrec.streaming.tagging import make_query_tagger
+from hybridrec.models.extraction import make_query_tagger
 from hybridrec.streaming.validation import KnownItems, LakeItems, Validator
 from hybridrec.streaming.vectors import ItemVectors, OpenSearchItemVectors
 
 log = logging.getLogger(__name__)
 
+STREAM_TAGGER_CACHE = 100_000  # query texts whose reading is remembered: popular queries repeat a lot
 MAX_RACES = 5  # re-reads after losing a version race, per batch
 MAX_BACKOFF_S = 30.0
 
@@ -170,7 +171,8 @@ def build_updater(settings: Settings, instance_id: str | None = None,
                   max_records=s.context_batch_messages, fetch_max_wait_ms=s.context_poll_ms)
     store = ContextStore.from_settings(settings)
     store.ensure_index()
-    folder = ContextFolder(ContextRules.from_settings(settings), make_query_tagger(settings), k.events_topic, k.queries_topic)
+    folder = ContextFolder(ContextRules.from_settings(settings), make_query_tagger(
+        settings, reader=settings.streaming.query_tagger, cache_size=STREAM_TAGGER_CACHE), k.events_topic, k.queries_topic)
     if vectors is None:
         vectors = OpenSearchItemVectors.from_settings(settings)
     return ContextUpdater(inbox, store, folder, vectors, items, metrics, s.context_cache_users,

@@ -11,13 +11,18 @@ Modules: ``untrusted`` (cleaning and delimiting user text), ``schema`` (validati
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Sequence
 from typing import Protocol
 
 from hybridrec.config import Settings
+from hybridrec.contract import QueryIntent
 from hybridrec.models.extraction.schema import AnswerDoc, Keyword, KeywordSet, Outcome, QueryTags
 from hybridrec.models.text import load_embedder
 from hybridrec.taxonomy import load_taxonomy
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AnswerDoc", "Keyword", "KeywordExtractor", "KeywordSet", "Outcome", "QueryTagger", "QueryTags",
            "RejectedOutput", "make_backends", "make_extractor", "make_query_tagger"]
@@ -43,12 +48,27 @@ class _TagsMany(Protocol):
 
 
 class QueryTagger:
-    """Intent and interest tags of a search query, read together with the documents that answered it."""
+    """Intent and interest tags of a search query, read together with the documents that answered it.
 
-    def __init__(self, impl: _TagsMany):
+    The one query-tagging interface of the project: the stream (``read``), distill and the batch
+    extraction (``tag_many``) and the benchmarks all hold one of these, whatever reads the query
+    (:func:`make_query_tagger`). ``cache_size`` remembers the readings of recent texts (popular
+    queries repeat a lot)."""
+
+    def __init__(self, impl: _TagsMany, cache_size: int = 0):
         self._impl = impl
         self.backend = impl.backend
         self.identity: str = getattr(impl, "identity", impl.backend)  # the model and prompt, for ledgers
+        if cache_size:
+            self.read = functools.lru_cache(maxsize=cache_size)(self.read)  # type: ignore[method-assign]
+
+    def read(self, query_text: str) -> QueryTags:
+        """What the stream folds: the query alone; an answer rejected twice reads as no interest."""
+        try:
+            return self.tag(query_text)
+        except RejectedOutput as rejected:
+            log.warning("query %r not tagged: %s", query_text[:80], rejected)
+            return QueryTags(intent=QueryIntent.NAVIGATIONAL, confidence=0.0)
 
     def tag(self, query_text: str, answer_docs: Sequence[AnswerDoc | str] = ()) -> QueryTags:
         """Raises :class:`RejectedOutput` when the backend's answer fails validation twice."""
@@ -112,5 +132,27 @@ def make_extractor(settings: Settings, threads: int | None = None) -> KeywordExt
     return make_backends(settings, threads)[0]
 
 
-def make_query_tagger(settings: Settings, threads: int | None = None) -> QueryTagger:
-    return make_backends(settings, threads)[1]
+QUERY_READERS = ("extraction", "rules", "student")
+
+
+def make_query_tagger(settings: Settings, threads: int | None = None, reader: str = "extraction",
+                      cache_size: int = 0) -> QueryTagger:
+    """``reader``: ``extraction`` (the configured backend, the teacher), ``rules`` (cue words and taxonomy
+    forms, no model) or ``student`` (the distilled student of ``distill.student_run`` or the newest
+    distill run; without one this fails and says so rather than quietly reading with something else)."""
+    from hybridrec.models.extraction.rules import RuleQueryReader, StudentQueryReader
+
+    cfg = settings.extraction
+    if reader == "extraction":
+        impl = make_backends(settings, threads)[1]._impl
+    elif reader == "rules":
+        impl = RuleQueryReader(load_taxonomy(), cfg.max_keyword_chars)
+    elif reader == "student":
+        from hybridrec.batch.distill import load_student  # the model registry (a batch module, for now)
+
+        student = load_student(settings)
+        log.info("query tagging by the student of %s", student.header.get("run_id"))
+        impl = StudentQueryReader(student, cfg.max_keyword_chars)
+    else:
+        raise ValueError(f"unknown query reader {reader!r}: one of {', '.join(QUERY_READERS)}")
+    return QueryTagger(impl, cache_size)

@@ -33,7 +33,7 @@ from hybridrec.serving.app import create_app
 from hybridrec.streaming.context import ContextFolder, ContextRules
 from hybridrec.streaming.context_store import ContextStore
 from hybridrec.streaming.inbox import Message
-from hybridrec.streaming.tagging import RuleQueryTagger
+from hybridrec.models.extraction.rules import RuleQueryReader
 
 pytestmark = pytest.mark.integration
 
@@ -290,7 +290,7 @@ def _write_context(settings, user: str, events: list[dict]) -> None:
     store = ContextStore.from_settings(settings)
     store.ensure_index()
     k = settings.kafka
-    folder = ContextFolder(ContextRules.from_settings(settings), RuleQueryTagger(),
+    folder = ContextFolder(ContextRules.from_settings(settings), RuleQueryReader(),
                            k.events_topic, k.queries_topic)
     messages = [Message(k.events_topic, 0, offset, 0, EventRecord.model_validate(event))
                 for offset, event in enumerate(events)]

@@ -99,7 +99,7 @@ def test_distill_learns_from_the_extracted_world_and_serves_the_stream(settings,
     from hybridrec.batch.distill import distill_job, distilled_files, load_topic_classifier
     from hybridrec.batch.registry import run_history
     from hybridrec.contract import QueryIntent
-    from hybridrec.streaming.tagging import make_query_tagger
+    from hybridrec.models.extraction import make_query_tagger
 
     distilled = settings.model_copy(update={
         "distill": settings.distill.model_copy(update={"pool_size": 3000}),
@@ -115,9 +115,9 @@ def test_distill_learns_from_the_extracted_world_and_serves_the_stream(settings,
     assert sum(n for key, n in counts.items() if not key.startswith("clip/")) == len(context["labels"])
     assert context["metrics"]["student"]["tag_f1"] >= 0.5  # learned from a 3,000-query pool only
 
-    tagger = make_query_tagger(distilled)  # streaming.query_tagger defaults to the student
-    assert tagger.tag("peru visa").intent == QueryIntent.UTILITY
-    assert tagger.tag("peru visa").tags == ()
+    tagger = make_query_tagger(distilled, reader=distilled.streaming.query_tagger)  # the student by default
+    assert tagger.read("peru visa").intent == QueryIntent.UTILITY
+    assert tagger.read("peru visa").tags == ()
     assert load_topic_classifier(distilled).predict("soccer highlights. #sports").path.startswith("sports")
 
 

@@ -18,7 +18,7 @@ from hybridrec.streaming.context import ContextFolder, ContextRules
 from hybridrec.streaming.context_store import ContextStore
 from hybridrec.streaming.inbox import Message
 from hybridrec.streaming.replay import replay
-from hybridrec.streaming.tagging import RuleQueryTagger
+from hybridrec.models.extraction.rules import RuleQueryReader
 from hybridrec.streaming.updater import build_updater
 from tests.integration.streaming_support import (
     bus_for, kill, make_world, publish_vectors, start, stop, tear_down, wait_for,
@@ -40,7 +40,7 @@ def world(services, tmp_path):
 def expected_contexts(world, vectors) -> dict[str, dict]:
     """One clean, in-order pass over everything replayed."""
     k = world.settings.kafka
-    folder = ContextFolder(ContextRules.from_settings(world.settings), RuleQueryTagger(),
+    folder = ContextFolder(ContextRules.from_settings(world.settings), RuleQueryReader(),
                            k.events_topic, k.queries_topic)
     docs: dict[str, dict] = {}
     for offset, (kind, row) in enumerate(world.recording.messages()):

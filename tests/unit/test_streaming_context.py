@@ -11,13 +11,13 @@ from hybridrec.config import Settings, StreamingSettings
 from hybridrec.contract import EventRecord, SearchQueryRecord
 from hybridrec.streaming.context import ContextFolder, ContextRules, offset_key
 from hybridrec.streaming.inbox import Message
-from hybridrec.streaming.tagging import RuleQueryTagger
+from hybridrec.models.extraction.rules import RuleQueryReader
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 EVENTS, QUERIES = "events", "queries"
 RULES = ContextRules.from_settings(Settings(streaming=StreamingSettings(
     engaged_items=3, skipped_items=3, search_tags=2, interest_half_life_s=60, search_tags_half_life_s=60)))
-FOLDER = ContextFolder(RULES, RuleQueryTagger(), EVENTS, QUERIES)
+FOLDER = ContextFolder(RULES, RuleQueryReader(), EVENTS, QUERIES)
 _offsets = itertools.count()
 
 
@@ -89,6 +89,14 @@ def test_search_tags_come_from_interest_queries_only_and_decay():
         {"food/japanese/sushi": 1.0, "sports/soccer": 0.5}, abs=1e-6)
     doc = fold([query("ramen", 61), query("nba", 62)], doc)
     assert len(doc["search_tags"]) == 2  # bounded by the rules
+
+
+def test_the_words_of_interest_searches_are_kept_even_when_the_taxonomy_names_nothing():
+    doc = fold([query("frieren season 2", 0), query("페루 환율", 1), query("frieren season 2", 60),
+                query("sushi", 60)])
+    assert doc["search_tags"] == [{"tag": "food/japanese/sushi", "weight": 1.0}]
+    assert {k["keyword"]: k["weight"] for k in doc["search_keywords"]} == pytest.approx(
+        {"frieren season 2": 1.5, "sushi": 1.0}, abs=1e-6)  # decayed like the tags; a lookup adds nothing
 
 
 def test_redelivered_messages_are_skipped():

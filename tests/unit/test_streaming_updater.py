@@ -8,7 +8,7 @@ from kafka import TopicPartition
 from hybridrec.config import Settings
 from hybridrec.streaming.context import ContextFolder, ContextRules
 from hybridrec.streaming.metrics import Metrics
-from hybridrec.streaming.tagging import RuleQueryTagger
+from hybridrec.models.extraction.rules import RuleQueryReader
 from hybridrec.streaming.updater import ContextUpdater
 from hybridrec.streaming.validation import KnownItems
 from hybridrec.streaming.vectors import StaticItemVectors
@@ -19,7 +19,7 @@ P0 = TopicPartition(TOPIC, 0)
 
 
 def make_updater(store, inbox, vectors=None, cache_users=100):
-    folder = ContextFolder(ContextRules.from_settings(Settings()), RuleQueryTagger(), TOPIC, "q")
+    folder = ContextFolder(ContextRules.from_settings(Settings()), RuleQueryReader(), TOPIC, "q")
     return ContextUpdater(inbox, store, folder, vectors or StaticItemVectors({}), KnownItems({}), Metrics("test"),
                           cache_users=cache_users, commit_interval_ms=0)
 
