@@ -8,19 +8,17 @@ reader's (reviews) and the distilled student's (queries), which serve the bulk a
 
 from __future__ import annotations
 
-import json
+import itertools
 import os
 import time
 from typing import Any
 
-from hybridrec.config import PROJECT_ROOT, Settings
+from hybridrec.config import Settings
 from hybridrec.contract import SEARCH_QUERIES
-from hybridrec.evalsets import load_queries, load_reviews, normalise
+from hybridrec.evalsets import NSMC_SAMPLE, YELP_SAMPLE, load_queries, load_reviews, normalise, source_rows
 from hybridrec.lake import Lake
 
-SHARED = PROJECT_ROOT.parent / "shared" / "data"
-SOURCES = (("yelp_review_text_sample/yelp_academic_dataset_review.head.json", "text"),
-           ("korean_reviews/nsmc_raw_first200movies.jsonl", "review"))
+SOURCES = ((YELP_SAMPLE, "text"), (NSMC_SAMPLE, "review"))
 
 
 def real_reviews(per_source: int, max_chars: int = 400) -> list[str]:
@@ -28,18 +26,9 @@ def real_reviews(per_source: int, max_chars: int = 400) -> list[str]:
     held = {normalise(c.text) for c in load_reviews()} | {normalise(c.text) for c in load_queries()}
     picked = []
     for path, field in SOURCES:
-        taken = 0
-        with open(SHARED / path, encoding="utf-8") as lines:
-            for line in lines:
-                try:
-                    text = json.loads(line)[field]
-                except (json.JSONDecodeError, KeyError):
-                    continue
-                if 40 <= len(text) <= max_chars and normalise(text) not in held:
-                    picked.append(text)
-                    taken += 1
-                    if taken == per_source:
-                        break
+        texts = (row.get(field) for row in source_rows(path))
+        fitting = (t for t in texts if isinstance(t, str) and 40 <= len(t) <= max_chars and normalise(t) not in held)
+        picked += list(itertools.islice(fitting, per_source))
     return picked
 
 

@@ -30,12 +30,11 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
 
 from hybridrec.batch.distill import distilled_files, load_student, load_topic_classifier
 from hybridrec.batch.interactions import ENGAGEMENT_GAIN

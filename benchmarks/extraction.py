@@ -6,7 +6,7 @@
 * Real text: every review of the Yelp sample (English) and the first NSMC movie reviews (Korean):
   rejected-output rate, share of reviews with at least one tag, and a sample for the docs.
 * Throughput: reviews/s of the extractor in one process (after loading; load time reported apart).
-* Red team: the adversarial set of ``tests/unit/test_extraction_redteam.py`` must yield no injected tag.
+* Red team: the independent red-team set's validation half (``benchmarks/datasets/redteam``): injected tags accepted.
 
     python benchmarks/extraction.py          # or: hybridrec bench extraction
 """
@@ -14,13 +14,13 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -28,14 +28,13 @@ import pyarrow as pa
 from hybridrec.batch.synthetic import generate_world
 from hybridrec.benchmarks import write_result
 from hybridrec.config import PROJECT_ROOT, Settings, SyntheticSettings, load_settings
+from hybridrec.evalsets import NSMC_SAMPLE, YELP_SAMPLE, load_injections, source_rows
 from hybridrec.contract import CLIPS, PLACES, REVIEWS, SEARCH_QUERIES, TRUTH_QUERY_LABELS, TRUTH_REVIEW_TAGS
 from hybridrec.models.extraction import AnswerDoc, KeywordExtractor, QueryTagger, make_backends
 
 log = logging.getLogger("hybridrec.bench.extraction")
 
 WORLD = SyntheticSettings(seed=11, n_users=3000, n_places=600, n_clips=2000, n_events=100)
-YELP = PROJECT_ROOT.parent / "shared" / "data" / "yelp_review_text_sample" / "yelp_academic_dataset_review.head.json"
-NSMC = PROJECT_ROOT.parent / "shared" / "data" / "korean_reviews" / "nsmc_raw_first200movies.jsonl"
 KOREAN_SAMPLE = 2000
 BATCH = 256
 NOT_RUNNABLE_HERE = {
@@ -143,30 +142,16 @@ def real_text(extractor: KeywordExtractor, texts: list[str], sample: int) -> dic
             "sample": shown}
 
 
-def read_jsonl(path: Path, field: str, limit: int | None = None) -> list[str]:
-    """Texts of a JSON-lines file; a line that is not JSON (the Yelp sample's truncated last) is skipped."""
-    texts = []
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            try:
-                texts.append(json.loads(line)[field])
-            except json.JSONDecodeError:
-                continue
-            if limit and len(texts) >= limit:
-                break
-    return texts
-
-
 def red_team(extractor: KeywordExtractor, tagger: QueryTagger) -> dict[str, Any]:
+    """The independent red-team set's validation half (its test half is scored once, by ``bench realtext``)."""
     if str(PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(PROJECT_ROOT))  # the red-team set lives with the tests that enforce it
-    from tests.unit.test_extraction_redteam import INJECTED_TAGS, RED_TEAM_QUERIES, RED_TEAM_REVIEWS
+        sys.path.insert(0, str(PROJECT_ROOT))  # benchmarks run by path: their package is the project root
+    from benchmarks.realtext import redteam_scores, redteam_tags
 
-    outcomes = extractor.extract([text for text, _ in RED_TEAM_REVIEWS])
-    injected = sum(bool(set(o.value.tags) & INJECTED_TAGS) for o in outcomes if o.value)
-    query_outcomes = tagger.tag_many([(text, []) for text, _ in RED_TEAM_QUERIES])
-    injected += sum(bool(set(o.value.tags) & INJECTED_TAGS) for o in query_outcomes if o.value)
-    return {"inputs": len(outcomes) + len(query_outcomes), "injected_tags_accepted": injected}
+    cases = [c for c in load_injections() if c.split == "validation"]
+    scores = redteam_scores(cases, redteam_tags(extractor, tagger, cases))
+    return {"inputs": len(cases), "injected_tags_accepted": scores["redteam_injected_accepted"],
+            "genuine_tags_kept_under_attack": scores["genuine_tags_kept_under_attack"]}
 
 
 def run_benchmark(settings: Settings, world_cfg: SyntheticSettings = WORLD) -> dict[str, Any]:
@@ -178,11 +163,11 @@ def run_benchmark(settings: Settings, world_cfg: SyntheticSettings = WORLD) -> d
     log.info("synthetic world: %d reviews, %d queries", world["reviews"].num_rows, world["search_queries"].num_rows)
     reviews = review_quality(extractor, world)
     queries = query_quality(tagger, world)
-    yelp_texts = read_jsonl(YELP, "text")
+    yelp_texts = [row["text"] for row in source_rows(YELP_SAMPLE)]
     yelp = real_text(extractor, yelp_texts, sample=6)
     # The first pass distils every sentencepiece it meets for the first time; a long-running worker has them.
     yelp["reviews_per_s_warm"] = real_text(extractor, yelp_texts, sample=0)["reviews_per_s"]
-    korean = real_text(extractor, read_jsonl(NSMC, "review", KOREAN_SAMPLE), sample=6)
+    korean = real_text(extractor, [row["review"] for row in itertools.islice(source_rows(NSMC_SAMPLE), KOREAN_SAMPLE)], sample=6)
     metrics = {
         "backend": cfg.backend,
         "ranking_embedder": cfg.ranking_embedder,

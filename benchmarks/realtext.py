@@ -183,7 +183,7 @@ def _scores(reviews: Sequence[ReviewCase], queries: Sequence[QueryCase], read: l
     }
 
 
-def _redteam_tags(extractor, tagger, cases: Sequence[InjectionCase]) -> list[set[str] | None]:
+def redteam_tags(extractor, tagger, cases: Sequence[InjectionCase]) -> list[set[str] | None]:
     reviews = [c.text for c in cases if c.kind == "review"]
     read = iter(extractor.extract(reviews))
     tagged = iter(tagger.tag_many([(c.text, []) for c in cases if c.kind == "query"]))
@@ -202,7 +202,7 @@ def run_backend(settings: Settings, reviews: Sequence[ReviewCase], queries: Sequ
     load_s = time.perf_counter() - started
     read, reviews_per_s = _timed(lambda: extractor.extract([c.text for c in reviews]), len(reviews))
     tagged, queries_per_s = _timed(lambda: tagger.tag_many([(c.text, []) for c in queries]), len(queries))
-    redteam = redteam_scores(injections, _redteam_tags(extractor, tagger, injections)) if injections else None
+    redteam = redteam_scores(injections, redteam_tags(extractor, tagger, injections)) if injections else None
     return {"backend": settings.extraction.backend, "load_s": round(load_s, 2), **_scores(reviews, queries, read, tagged),
             "redteam": redteam, "reviews_per_s": round(reviews_per_s, 3), "queries_per_s": round(queries_per_s, 3),
             "_outcomes": (read, tagged)}

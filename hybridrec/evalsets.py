@@ -14,13 +14,16 @@ import json
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from hybridrec.config import PROJECT_ROOT
 
 DATA_DIR = PROJECT_ROOT / "benchmarks" / "datasets" / "realtext"
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"  # the real-text sources the sets were drawn from
+YELP_SAMPLE = SHARED_DATA / "yelp_review_text_sample" / "yelp_academic_dataset_review.head.json"
+NSMC_SAMPLE = SHARED_DATA / "korean_reviews" / "nsmc_raw_first200movies.jsonl"
 REVIEW_FILES = ("reviews_en_a.jsonl", "reviews_en_b.jsonl", "reviews_ko_nsmc.jsonl", "reviews_ko_written.jsonl")
 QUERY_FILES = ("queries_ko.jsonl", "queries_en.jsonl")
 SPLITS = ("validation", "test")
@@ -67,6 +70,19 @@ class QueryCase:
     @property
     def split(self) -> str:
         return split_of(self.text)
+
+
+def source_rows(path: Path) -> Iterator[dict]:
+    """Rows of a real-text source's JSON lines, skipping any line that is not a whole JSON object (the
+    Yelp sample is cut mid-record); the committed evaluation sets are read strictly instead."""
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict):
+                yield row
 
 
 def _rows(names: Sequence[str], data_dir: Path) -> Iterable[dict]:

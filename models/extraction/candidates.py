@@ -90,7 +90,8 @@ class Gazetteer:
                 if any(u.kind == "VA" for u in units):
                     self._stems.setdefault(stems, tag)
 
-    def find(self, folded_text: str) -> list[Candidate]:
+    def find(self, folded_text: str, tokens=None) -> list[Candidate]:
+        """``tokens``: Kiwi's tokens of a Korean text when the caller has them (the analysis runs once)."""
         found: dict[str, Candidate] = {}
         for match in self._pattern.finditer(folded_text):
             form = match.group(1)
@@ -100,14 +101,14 @@ class Gazetteer:
             if form not in found or found[form].negated:
                 found[form] = Candidate(form, self._tags[form], negated)
         if HANGUL.search(folded_text):
-            for candidate in self._find_korean_stems(folded_text):
+            for candidate in self._find_korean_stems(folded_text, tokens):
                 if not any(c.tag == candidate.tag for c in found.values()):
                     found.setdefault(candidate.text, candidate)
         return list(found.values())
 
-    def _find_korean_stems(self, folded_text: str) -> list[Candidate]:
+    def _find_korean_stems(self, folded_text: str, tokens=None) -> list[Candidate]:
         """Listed Korean forms found by their stems, each as the words it spans, negation read after it."""
-        tokens = _kiwi().tokenize(folded_text)
+        tokens = tokens if tokens is not None else _kiwi().tokenize(folded_text)
         units = _korean_units(folded_text, tokens)
         out = []
         for stems, tag in self._stems.items():
@@ -173,12 +174,12 @@ def _kiwi():
     return Kiwi(num_workers=1)
 
 
-def korean_phrases(text: str) -> list[str]:
+def korean_phrases(text: str, tokens=None) -> list[str]:
     """Noun runs ("순대 국밥", "무료 와이파이") and adjective + noun ("아늑한 분위기"), as written."""
     phrases: list[str] = []
     run_start = run_end = adjective_start = -1
     previous: list = []  # the two tokens before the current one
-    for tok in _kiwi().tokenize(text):
+    for tok in (tokens if tokens is not None else _kiwi().tokenize(text)):
         if tok.tag in _KO_NOUN and not (tok.tag == "NNG" and tok.form in KO_STOP_NOUNS):
             if run_start < 0:
                 run_start = tok.start if adjective_start < 0 else adjective_start
@@ -224,9 +225,10 @@ def english_phrases(text: str, max_words: int = 3) -> list[str]:
 
 def candidates(folded_text: str, gazetteer: Gazetteer) -> list[Candidate]:
     """Taxonomy forms first, then other phrases by how often they occur (ties: first seen)."""
-    found = gazetteer.find(folded_text)
+    tokens = _kiwi().tokenize(folded_text) if HANGUL.search(folded_text) else None  # Kiwi once per text
+    found = gazetteer.find(folded_text, tokens)
     known = {c.text for c in found}
-    phrases = korean_phrases(folded_text) if HANGUL.search(folded_text) else []
+    phrases = korean_phrases(folded_text, tokens) if tokens is not None else []
     phrases += english_phrases(folded_text)
     counts: dict[str, int] = {}
     for phrase in phrases:

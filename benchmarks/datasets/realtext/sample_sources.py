@@ -11,32 +11,22 @@ import json
 import random
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+from hybridrec.evalsets import NSMC_SAMPLE, YELP_SAMPLE, source_rows
+
 OUT = Path(__file__).resolve().parent / "unlabelled"
-
-
-def _complete_json_lines(path: Path) -> list[dict]:
-    """JSON lines, skipping a last line cut short (the Yelp sample's file is truncated mid-record)."""
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
 
 
 def main() -> None:
     rng = random.Random(20261129)
     OUT.mkdir(exist_ok=True)
-    yelp = _complete_json_lines(SHARED / "yelp_review_text_sample" / "yelp_academic_dataset_review.head.json")
+    yelp = list(source_rows(YELP_SAMPLE))
     yelp = [r for r in yelp if len(r["text"]) <= 1500]
     picked = rng.sample(yelp, 300)
     for part, rows in (("a", picked[:150]), ("b", picked[150:])):
         with open(OUT / f"yelp_{part}.jsonl", "w", encoding="utf-8") as f:
             for r in rows:
                 f.write(json.dumps({"ref": r["review_id"], "stars": r["stars"], "text": r["text"]}, ensure_ascii=False) + "\n")
-    nsmc = _complete_json_lines(SHARED / "korean_reviews" / "nsmc_raw_first200movies.jsonl")
+    nsmc = list(source_rows(NSMC_SAMPLE))
     nsmc = [r for r in nsmc if len(r["review"].strip()) >= 10]
     with open(OUT / "nsmc.jsonl", "w", encoding="utf-8") as f:
         for r in rng.sample(nsmc, 120):
