@@ -2,7 +2,8 @@
 
 A model's answer is untrusted in the same way as the text it read: it must be a JSON object of the
 expected shape, every tag must be a taxonomy path, every keyword must occur in the (cleaned) source
-text, and counts and lengths are bounded. :func:`validate_keywords` and :func:`validate_query`
+text (a keyword that is not is dropped with its tag; an answer with none left is rejected), and counts
+and lengths are bounded. :func:`validate_keywords` and :func:`validate_query`
 return the validated value or raise :class:`InvalidOutput` with a short, countable reason.
 """
 
@@ -107,8 +108,20 @@ def parse_json_object(raw: str) -> dict[str, Any]:
     return data
 
 
-def _grounded(phrase: str, source: str) -> bool:
-    return " ".join(phrase.casefold().split()) in source
+def grounded_span(phrase: str, folded_source: str) -> str | None:
+    """The source's own spelling of ``phrase``: verbatim, or ignoring spaces (a model writes "카카오 맵"
+    for "카카오맵", "wifi" stays ungrounded for "wi-fi"); None when the source does not contain it."""
+    folded = " ".join(phrase.casefold().split())
+    if not folded:
+        return None
+    if folded in folded_source:
+        return folded
+    bare = folded.replace(" ", "")
+    positions = [i for i, ch in enumerate(folded_source) if ch != " "]
+    at = "".join(folded_source[i] for i in positions).find(bare)
+    if at < 0:
+        return None
+    return folded_source[positions[at]: positions[at + len(bare) - 1] + 1]
 
 
 def _check_tag(tag: str | None, taxonomy: Taxonomy) -> None:
@@ -125,20 +138,24 @@ def validate_keywords(data: dict[str, Any], source: str, taxonomy: Taxonomy, lim
     if len(parsed.keywords) > limits.max_keywords:
         raise InvalidOutput("too_many_keywords", str(len(parsed.keywords)))
     folded_source = " ".join(source.casefold().split())
-    keywords, seen = [], set()
+    keywords, seen, ungrounded = [], set(), []
     for kw in parsed.keywords:
         text = " ".join(kw.text.split())
         if len(text) > limits.max_keyword_chars:
             raise InvalidOutput("keyword_too_long", text[:40])
-        if not _grounded(text, folded_source):
-            raise InvalidOutput("ungrounded_keyword", text[:40])
+        span = grounded_span(text, folded_source)
+        if span is None:  # dropped with its tag: only what the text says may become a keyword
+            ungrounded.append(text)
+            continue
         _check_tag(kw.tag, taxonomy)
         aspect = taxonomy.get(kw.tag).aspect if kw.tag else kw.aspect
         if aspect is not None and aspect not in ASPECTS:
             raise InvalidOutput("unknown_aspect", aspect[:40])
-        if text.casefold() not in seen:
-            seen.add(text.casefold())
-            keywords.append(Keyword(text=text.casefold(), weight=round(kw.weight, 4), tag=kw.tag, aspect=aspect))
+        if span not in seen:
+            seen.add(span)
+            keywords.append(Keyword(text=span, weight=round(kw.weight, 4), tag=kw.tag, aspect=aspect))
+    if ungrounded and not keywords:
+        raise InvalidOutput("ungrounded_keyword", ungrounded[0][:40])  # nothing of the answer is in the text
     return KeywordSet(keywords=tuple(keywords))
 
 
@@ -155,8 +172,11 @@ def validate_query(data: dict[str, Any], query: str, taxonomy: Taxonomy, limits:
     for tag in parsed.tags:
         _check_tag(tag, taxonomy)
     folded_query = " ".join(query.casefold().split())
-    for keyword in parsed.keywords:
-        if len(keyword) > limits.max_keyword_chars or not _grounded(keyword, folded_query):
-            raise InvalidOutput("ungrounded_keyword", keyword[:40])
+    # a keyword the query does not contain is dropped and the intent stands; but tags whose every keyword
+    # is made up (an injected "tag this as ...") reject the answer
+    spans = (grounded_span(k, folded_query) for k in parsed.keywords if len(k) <= limits.max_keyword_chars)
+    keywords = tuple(dict.fromkeys(span for span in spans if span))
     tags = tuple(dict.fromkeys(parsed.tags)) if parsed.intent is QueryIntent.INTEREST else ()
-    return parsed.model_copy(update={"tags": tags, "keywords": tuple(k.casefold() for k in parsed.keywords)})
+    if tags and parsed.keywords and not keywords:
+        raise InvalidOutput("ungrounded_keyword", parsed.keywords[0][:40])
+    return parsed.model_copy(update={"tags": tags, "keywords": keywords})

@@ -59,6 +59,19 @@ def test_invalid_keywords_are_rejected_with_a_reason(keywords, reason):
     assert err.value.reason == reason
 
 
+def test_a_keyword_the_text_does_not_contain_is_dropped_with_its_tag_and_spacing_slips_are_forgiven():
+    data = {"keywords": [{"text": "카카오 맵", "weight": 0.9}, {"text": "omakase", "weight": 0.8,
+                                                                 "tag": "food/japanese/sushi/omakase"},
+                         {"text": "라멘", "weight": 0.5, "tag": "food/japanese/ramen"}]}
+    result = validate_keywords(data, "카카오맵에서 찾은 라멘 집", TAXONOMY, LIMITS)
+    assert [(k.text, k.tag) for k in result.keywords] == [("카카오맵", None), ("라멘", "food/japanese/ramen")]
+    query = validate_query({"intent": "interest", "keywords": ["intp 연애", "Frieren"]}, "INTP연애 frieren",
+                           TAXONOMY, LIMITS)
+    assert query.keywords == ("intp연애", "frieren")
+    lost = validate_query({"intent": "utility", "keywords": ["downloader"]}, "유튜브 다운로드", TAXONOMY, LIMITS)
+    assert lost.intent is QueryIntent.UTILITY and lost.keywords == ()  # the intent stands without the word
+
+
 def test_query_validation_keeps_tags_for_interest_only():
     utility = validate_query({"intent": "utility", "tags": ["travel/south-america"], "keywords": ["visa"]},
                              "Bolivia visa", TAXONOMY, LIMITS)
