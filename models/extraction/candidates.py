@@ -5,7 +5,11 @@ Candidates are always substrings of the text, so they are grounded by constructi
 * taxonomy surface forms found in the text (:class:`Gazetteer`), longest first, at word starts, so
   Korean particles may follow ("국밥이") but "국밥" is not found inside "순대국밥";
 * Korean noun phrases and adjective + noun phrases from Kiwi's morphological analysis;
-* English word n-grams (1-3) between stop words and punctuation.
+* English word n-grams (1-3) between stop words and punctuation;
+* Chinese and Japanese: runs of katakana (loanword nouns: ラーメン) and of Han characters between
+  kana, punctuation and common Chinese function characters; a long run gives its 2-3 character
+  windows. Without a segmenter these are rough, but a text in those scripts yields keywords, not
+  nothing, and MMR picks the relevant ones.
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ from hybridrec.taxonomy import Tag, Taxonomy
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _WORDLIKE = re.compile(r"[\uac00-\ud7a3a-z0-9]")
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
+_KATAKANA_RUN = re.compile(r"[\u30a1-\u30fa\u30fc]{2,}")
+_HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]{2,}")
+# Chinese characters that mostly glue words together (particles, copulas, degree words, demonstratives)
+_ZH_FUNCTION = re.compile(r"[的了很也是在和都就还有这那个家点把被给对比较非常太真又不没吗呢吧啊我你他她它们]+")
+_HAN_WORD_MAX = 4
 _EN_WORD = re.compile(r"[a-z][a-z'’\-]*[a-z]|[a-z]")
 _EN_BREAK = re.compile(r"[^a-z'’\-\s]+")
 MAX_CANDIDATES = 64
@@ -223,6 +233,19 @@ def english_phrases(text: str, max_words: int = 3) -> list[str]:
     return phrases
 
 
+def cjk_phrases(text: str) -> list[str]:
+    """Katakana runs, and Han runs split at Chinese function characters: a piece of 2-4 characters as
+    it is, a longer one as its 2- and 3-character windows."""
+    phrases = _KATAKANA_RUN.findall(text)
+    for run in _HAN_RUN.findall(text):
+        for piece in _ZH_FUNCTION.split(run):
+            if 2 <= len(piece) <= _HAN_WORD_MAX:
+                phrases.append(piece)
+            elif len(piece) > _HAN_WORD_MAX:
+                phrases += [piece[i:i + n] for n in (2, 3) for i in range(len(piece) - n + 1)]
+    return phrases
+
+
 def candidates(folded_text: str, gazetteer: Gazetteer) -> list[Candidate]:
     """Taxonomy forms first, then other phrases by how often they occur (ties: first seen)."""
     tokens = _kiwi().tokenize(folded_text) if HANGUL.search(folded_text) else None  # Kiwi once per text
@@ -230,6 +253,8 @@ def candidates(folded_text: str, gazetteer: Gazetteer) -> list[Candidate]:
     known = {c.text for c in found}
     phrases = korean_phrases(folded_text, tokens) if tokens is not None else []
     phrases += english_phrases(folded_text)
+    if CJK.search(folded_text):
+        phrases += cjk_phrases(folded_text)
     counts: dict[str, int] = {}
     for phrase in phrases:
         if phrase not in known and phrase in folded_text and not _only_inside(phrase, found, folded_text):

@@ -10,7 +10,7 @@ import pytest
 from hybridrec.config import Settings
 from hybridrec.contract import QueryIntent
 from hybridrec.models.extraction import AnswerDoc, make_backends
-from hybridrec.models.extraction.candidates import Gazetteer, english_phrases, korean_phrases, mmr
+from hybridrec.models.extraction.candidates import Gazetteer, cjk_phrases, english_phrases, korean_phrases, mmr
 from hybridrec.models.extraction.schema import (
     InvalidOutput, Limits, parse_json_object, validate_keywords, validate_query,
 )
@@ -114,6 +114,16 @@ def test_korean_phrases_come_from_morphological_analysis():
     phrases = korean_phrases("아늑한 분위기가 좋고 무료 와이파이도 있어요")
     assert {"아늑한 분위기", "분위기", "무료 와이파이"} <= set(phrases)
     assert all(p in "아늑한 분위기가 좋고 무료 와이파이도 있어요" for p in phrases)
+
+
+def test_chinese_and_japanese_text_yields_keywords_not_nothing(backends):
+    assert cjk_phrases("東京のラーメン屋、スープが濃厚") == ["ラーメン", "スープ", "東京", "濃厚"]
+    assert {"火锅", "服务", "价格"} <= set(cjk_phrases("这家火锅店味道很好，服务也很热情，价格有点贵。"))
+    extractor, tagger = backends
+    (review,) = extractor.extract(["東京のラーメン屋、スープが濃厚でとても美味しかった。店員さんも親切。"])
+    assert {"ラーメン", "スープ"} <= {k.text for k in review.value.keywords}
+    (query,) = tagger.tag_many([("鬼滅の刃 無限城編", [])])
+    assert query.value.intent is QueryIntent.INTEREST and "無限城編" in query.value.keywords
 
 
 def test_english_phrases_break_at_stop_words_and_punctuation():
