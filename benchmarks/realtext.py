@@ -125,8 +125,27 @@ def query_scores(cases: Sequence[QueryCase], predictions: Sequence[QueryTags | N
             if outside else None,
             "interest_tags": prf(tp, predicted, sum(len(cases[i].tags) for i in tagged)),
             "rejected_share": round(sum(intent[i] == "rejected" for i in idx) / len(idx), 4),
+            "intent_calibration": calibration(
+                [(predictions[i].confidence, intent[i] == cases[i].intent) for i in idx if predictions[i] is not None]),
         }
     return out
+
+
+def calibration(pairs: Sequence[tuple[float, bool]], bins: int = 5) -> dict[str, Any]:
+    """Is a confident answer more often right? Accuracy per confidence bin, and the expected calibration
+    error (the bins' |accuracy - mean confidence| weighted by their share)."""
+    table, error = [], 0.0
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        members = [(c, ok) for c, ok in pairs if low <= c < high or (b == bins - 1 and c == 1.0)]
+        if not members:
+            continue
+        accuracy = sum(ok for _, ok in members) / len(members)
+        mean = sum(c for c, _ in members) / len(members)
+        error += len(members) / len(pairs) * abs(accuracy - mean)
+        table.append({"confidence": f"{low:.1f}-{high:.1f}", "queries": len(members), "accuracy": round(accuracy, 4),
+                      "mean_confidence": round(mean, 4)})
+    return {"ece": round(error, 4) if pairs else None, "bins": table}
 
 
 def redteam_scores(cases: Sequence[InjectionCase], tags: Sequence[set[str] | None]) -> dict[str, Any]:
