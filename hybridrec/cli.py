@@ -107,8 +107,8 @@ def llm_list(ctx: click.Context) -> None:
 
 
 @cli.command("generate")
-@click.option("--seed", type=int, default=None, help="Override synthetic.seed.")
-@click.option("--events", type=int, default=None, help="Override synthetic.n_events.")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Override synthetic.seed.")
+@click.option("--events", type=click.IntRange(min=1), default=None, help="Override synthetic.n_events.")
 @click.pass_context
 def generate(ctx: click.Context, seed: int | None, events: int | None) -> None:
     """Generate the synthetic world (with ground truth) into the lake."""
@@ -160,16 +160,27 @@ def retrain(ctx: click.Context, fail_at: str | None) -> None:
 
 
 @cli.command("distill")
+@click.option("--llm-teacher", type=click.Choice(["llamacpp", "http"]), default=None,
+              help="Also label new texts with this generative backend (default: distill.llm_teacher).")
+@click.option("--llm-budget-texts", type=click.IntRange(min=0), default=None, help="Override distill.llm_budget_texts.")
+@click.option("--llm-budget-seconds", type=click.FloatRange(min=0), default=None,
+              help="Override distill.llm_budget_seconds.")
 @click.pass_context
-def distill(ctx: click.Context) -> None:
+def distill(ctx: click.Context, llm_teacher: str | None, llm_budget_texts: int | None,
+            llm_budget_seconds: float | None) -> None:
     """Cold start: teacher labels queries, noisy labels dropped, query student + topic classifier, gold scores."""
     from hybridrec.batch.distill import distill_job
 
-    context = distill_job(_settings(ctx))
+    settings = _settings(ctx)
+    overrides = {k: v for k, v in (("llm_teacher", llm_teacher), ("llm_budget_texts", llm_budget_texts),
+                                   ("llm_budget_seconds", llm_budget_seconds)) if v is not None}
+    settings = settings.model_copy(update={"distill": settings.distill.model_copy(update=overrides)})
+    context = distill_job(settings)
     metrics = context["metrics"]
     _print_json({"run_id": context["run"].run_id, "files": context["model_files"], "labels": metrics["labels"],
                  **{who: {k: v for k, v in metrics[who].items() if k != "by_case"} for who in ("teacher", "student")},
-                 "gold_agreement": metrics["gold_agreement"], "holdout_agreement": metrics["holdout_agreement"]})
+                 "gold_agreement": metrics["gold_agreement"], "holdout_agreement": metrics["holdout_agreement"],
+                 **({"llm_teacher": metrics["llm_teacher"]} if "llm_teacher" in metrics else {})})
 
 
 @cli.command("rollback")
@@ -380,7 +391,7 @@ def serve(ctx: click.Context) -> None:
 @cli.command("feed")
 @click.argument("user_id")
 @click.option("--surface", type=click.Choice(["place", "clip"]), default="clip", show_default=True)
-@click.option("--limit", type=int, default=10, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True)
 @click.pass_context
 def feed(ctx: click.Context, user_id: str, surface: str, limit: int) -> None:
     """Print a user's feed with reasons, through the same pipeline the API serves."""
@@ -402,8 +413,14 @@ def bench_serving(ctx: click.Context, seconds: float, rates: str) -> None:
 
     from hybridrec.config import PROJECT_ROOT
 
+    try:
+        parsed = [float(r) for r in rates.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{rates!r}: comma-separated numbers, e.g. 50,100,200", param_hint="--rates") from None
+    if not parsed or any(r <= 0 for r in parsed):
+        raise click.BadParameter("every rate must be above 0", param_hint="--rates")
     benchmark = runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "serving.py"))
-    _print_json(benchmark["run_benchmark"](_settings(ctx), [float(r) for r in rates.split(",")], seconds))
+    _print_json(benchmark["run_benchmark"](_settings(ctx), parsed, seconds))
 
 
 @cli.command("experiments")
@@ -424,9 +441,22 @@ def experiments(ctx: click.Context, days: int | None, as_json: bool) -> None:
 @cli.command("config")
 @click.pass_context
 def show_config(ctx: click.Context) -> None:
-    """Print the effective configuration and its hash."""
+    """Print the effective configuration and its hash; API keys are masked."""
     settings = _settings(ctx)
-    click.echo(json.dumps({"config_hash": settings.config_hash(), **settings.model_dump(mode="json")}, indent=2))
+    shown = settings.model_dump(mode="json")
+    shown["serving"]["api_keys"] = [f"{key[:2]}*** ({len(key)} chars)" for key in settings.serving.api_keys]
+    click.echo(json.dumps({"config_hash": settings.config_hash(), **shown}, indent=2))
+
+
+def _unreachable_service_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the services' clients that mean "not running or not there": a one-line message and
+    exit code 1 for the operator, not a traceback."""
+    from kafka.errors import KafkaError
+    from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+    from opensearchpy.exceptions import NotFoundError as OpenSearchNotFound
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+    return KafkaError, OpenSearchConnectionError, OpenSearchNotFound, NoSuchNamespaceError, NoSuchTableError
 
 
 def main() -> None:
@@ -437,6 +467,10 @@ def main() -> None:
         cli(prog_name="hybridrec")
     except (ServiceError, StepFailed) as err:
         click.echo(f"hybridrec: {err}", err=True)
+        sys.exit(1)
+    except _unreachable_service_errors() as err:
+        click.echo(f"hybridrec: {type(err).__name__}: {err} (are the services up? `hybridrec infra status`; "
+                   "has the job that writes this run? `hybridrec quickstart`)", err=True)
         sys.exit(1)
 
 

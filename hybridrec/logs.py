@@ -11,3 +11,6 @@ def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level.upper(), format=FORMAT, datefmt="%H:%M:%S", force=True)
     for noisy in ("py4j", "kafka", "opensearch", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # opensearch-py logs every failed request with its traceback; our clients log their retries and the
+    # command reports the error in one line, so only its errors pass
+    logging.getLogger("opensearch").setLevel(logging.ERROR)
