@@ -237,6 +237,17 @@ def bench_realtext(args: tuple[str, ...]) -> None:
     sys.exit(runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "realtext.py"))["main"](list(args)))
 
 
+@bench.command("streaming", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_streaming(args: tuple[str, ...]) -> None:
+    """Sink and context throughput on a recorded backlog, and freshness under steady load (--events, --rate)."""
+    import runpy
+
+    from hybridrec.config import PROJECT_ROOT
+
+    runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "streaming.py"))["main"](list(args))
+
+
 @bench.command("distill")
 @click.pass_context
 def bench_distill(ctx: click.Context) -> None:
