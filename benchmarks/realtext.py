@@ -251,15 +251,17 @@ def baselines(reviews: Sequence[ReviewCase], queries: Sequence[QueryCase], max_k
 
 def run_benchmark(settings: Settings, split: str = "validation", backends: Sequence[str] = ("offline",),
                   limit: int | None = None, llm_model: str | None = None, redteam: bool = True) -> dict[str, Any]:
-    """``limit``: at most this many reviews per language and queries per language (the LLM is slow).
+    """``limit``: at most this many reviews per source and language and queries per language (the LLM is slow).
     The red-team set (attacks and controls) is run whole by every backend unless ``redteam`` is off."""
     injections = [c for c in load_injections() if c.split == split] if redteam else []
     if limit:
         injections = [c for lang in ("en", "ko") for c in [i for i in injections if i.lang == lang][:limit]]
     reviews = [c for c in load_reviews() if c.split == split]
     queries = [c for c in load_queries() if c.split == split]
-    if limit:
-        reviews = [c for lang in ("en", "ko") for c in [r for r in reviews if r.lang == lang][:limit]]
+    if limit:  # per source, so the hand-written Korean place reviews are in every sample
+        sources = sorted({(r.lang, r.source) for r in reviews})
+        reviews = [c for lang, source in sources
+                   for c in [r for r in reviews if (r.lang, r.source) == (lang, source)][:limit]]
         queries = [c for lang in ("en", "ko", "mixed") for c in [q for q in queries if q.lang == lang][:limit]]
     metrics: dict[str, Any] = {"split": split, "reviews": len(reviews), "queries": len(queries),
                                "baselines": baselines(reviews, queries, settings.extraction.max_keywords)}
@@ -342,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="offline",
                         help="comma-separated: offline (always run), llamacpp, http; each generative one is "
                              "reported alone and with the offline reader's vote (<name>+offline)")
-    parser.add_argument("--limit", type=int, default=None, help="texts per language and set (the LLM is slow)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="reviews per source, queries and attacks per language (the LLM is slow)")
     parser.add_argument("--llm-model", default=None, help="a catalogued GGUF model instead of the configured one")
     parser.add_argument("--no-redteam", action="store_true", help="skip the red-team set")
     parser.add_argument("--report", default=None, help="print the markdown table of this results file and stop")
