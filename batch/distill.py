@@ -286,6 +286,7 @@ def distill_job(settings: Settings) -> dict[str, Any]:
     context: dict[str, Any] = {"run": run, "run_dir": run_dir}
 
     def teacher_name(ctx: dict) -> str:
+        """Who taught the student: the offline reader, and the LLM where its reading won the vote."""
         return ctx["teacher"].backend + (f"+{ctx['llm'].teacher}" if ctx["llm"] is not None else "")
 
     def gold(_: dict) -> dict:
@@ -312,9 +313,12 @@ def distill_job(settings: Settings) -> dict[str, Any]:
         if cfg.llm_teacher:  # the log's texts come first, most searched first: the budget goes where users are
             llm = LlmTeacher(settings).label(texts, lake, run)
             for i, text in enumerate(texts):
-                if (answer := llm.outcomes.get(text_key(text))) is not None:
-                    chosen = vote_query(answer, offline[i]) if settings.extraction.combine_offline else answer
-                    read[i], sources[i] = as_label(chosen), "llm"
+                answer = llm.outcomes.get(text_key(text))
+                if answer is None or answer.value is None:  # not labelled, or rejected: the offline label stands
+                    continue
+                chosen = vote_query(answer, offline[i]) if settings.extraction.combine_offline else answer
+                if chosen.value is answer.value or chosen.value.model_dump() != offline[i].value.model_dump():
+                    read[i], sources[i] = as_label(chosen), "llm"  # the model's reading (with the vote's tags)
         labels["teacher_intent"], labels["teacher_tags"], labels["teacher_confidence"], labels["teacher_reason"] = (
             [r[0] for r in read], [r[1] for r in read], [r[2] for r in read], [r[3] for r in read])
         labels["teacher_source"] = sources
@@ -375,7 +379,8 @@ def distill_job(settings: Settings) -> dict[str, Any]:
         teacher_scores = score_tagger(ctx["teacher"], rows)
         student_scores = score_tagger(student_tagging(ctx["student"]), rows)
         metrics = {
-            "gold_version": ctx["gold_version"], "teacher_backend": teacher_name(ctx),
+            "gold_version": ctx["gold_version"], "teacher_backend": ctx["teacher"].backend,  # the gold scores' teacher
+            "student_teachers": teacher_name(ctx),
             "teacher": {k: v for k, v in teacher_scores.items() if k != "predictions"},
             "student": {k: v for k, v in student_scores.items() if k != "predictions"},
             "gold_agreement": agreement(student_scores["predictions"], teacher_scores["predictions"]),

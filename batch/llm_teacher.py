@@ -5,7 +5,8 @@ pool every night. Instead each night it labels only texts it has never labelled 
 first), until ``distill.llm_budget_texts`` texts or ``distill.llm_budget_seconds`` are spent, and
 keeps every label in the ``ops.teacher_labels`` ledger keyed by the normalised text and the
 teacher's identity (model, prompt, schema). Labels accumulate night after night; a new model or
-prompt starts a new ledger of its own. A crash loses at most one chunk of answers.
+prompt starts a new ledger of its own. A crash loses at most one chunk of answers. A call that got no answer at all (a server
+down) is not recorded, so the text is asked again next run; an answer the validation rejected is.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,7 +24,6 @@ from tqdm import tqdm
 
 from hybridrec.config import Settings
 from hybridrec.contract import TEACHER_LABELS, QueryIntent
-from hybridrec.evalsets import normalise
 from hybridrec.lake import Lake
 from hybridrec.models.extraction import QueryTagger, make_query_tagger
 from hybridrec.models.extraction.schema import Outcome, QueryTags
@@ -33,8 +34,14 @@ log = logging.getLogger(__name__)
 LEDGER_CHUNK = 8  # answers per ledger commit: what a crash can lose
 
 
-def text_key(text: str) -> str:
-    return hashlib.sha1(normalise(text).encode()).hexdigest()
+TRANSIENT = frozenset({"not_json", "not_object"})  # no answer (a failed call): not kept, asked again next run
+
+
+def text_key(text: str) -> str | None:
+    """One key per spelling family: Unicode width, case and spacing do not matter, punctuation does ("c#"
+    is not "c"); None for a text with nothing to read."""
+    folded = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    return hashlib.sha1(folded.encode()).hexdigest() if folded else None
 
 
 @dataclass(frozen=True)
@@ -44,12 +51,14 @@ class LlmLabels:
     outcomes: dict[str, Outcome[QueryTags]]
     teacher: str
     labelled_now: int
-    seconds_now: float
+    seconds_now: float  # model time of every text asked this run, answered or not
     budget_exhausted: bool
+    unanswered_now: int = 0
 
     @property
     def texts_per_s(self) -> float | None:
-        return round(self.labelled_now / self.seconds_now, 4) if self.seconds_now > 0 else None
+        asked = self.labelled_now + self.unanswered_now
+        return round(asked / self.seconds_now, 4) if self.seconds_now > 0 else None
 
 
 class LlmTeacher:
@@ -72,34 +81,39 @@ class LlmTeacher:
         known = read_ledger(lake, self.identity)
         first_spelling: dict[str, str] = {}
         for key, text in zip(keys, texts):
-            if key not in known:
+            if key is not None and key not in known:
                 first_spelling.setdefault(key, text)
         new = list(first_spelling.items())
-        labelled, spent, started = 0, 0.0, time.perf_counter()
-        exhausted = False
+        asked = labelled = failed = 0
+        spent, exhausted = 0.0, False
         with tqdm(total=min(len(new), cfg.llm_budget_texts), desc="llm teacher", unit="query", mininterval=5,
                   disable=None) as progress:
-            while labelled < len(new):
-                if labelled >= cfg.llm_budget_texts or time.perf_counter() - started >= cfg.llm_budget_seconds:
-                    exhausted = True
-                    break
-                chunk = new[labelled: labelled + min(LEDGER_CHUNK, cfg.llm_budget_texts - labelled)]
+            while asked < len(new) and not exhausted:
                 rows = []
-                for key, text in chunk:  # one at a time: each text's own model time
+                for key, text in new[asked: asked + LEDGER_CHUNK]:  # one at a time: each text's own model time
+                    if asked >= cfg.llm_budget_texts or spent >= cfg.llm_budget_seconds:
+                        exhausted = True
+                        break
                     began = time.perf_counter()
                     (outcome,) = self.tagger.tag_many([(text, ())])
                     seconds = time.perf_counter() - began
+                    asked, spent = asked + 1, spent + seconds
+                    progress.update(1)
+                    if outcome.reason in TRANSIENT:
+                        failed += 1
+                        continue
                     rows.append(_ledger_row(key, text, self.identity, outcome, seconds, run))
                     known[key] = outcome
-                    spent += seconds
-                lake.append(TEACHER_LABELS, [TEACHER_LABELS.to_arrow({c: [r[c] for r in rows] for c in rows[0]})], run)
-                labelled += len(chunk)
-                progress.update(len(chunk))
-        log.info("llm teacher %s: %d texts labelled now in %.0f s (%s), %d in the ledger, %d new texts left",
-                 self.identity, labelled, spent, "budget spent" if exhausted else "all new texts done",
-                 len(known), len(new) - labelled)
+                if rows:
+                    lake.append(TEACHER_LABELS, [TEACHER_LABELS.to_arrow({c: [r[c] for r in rows] for c in rows[0]})],
+                                run)
+                    labelled += len(rows)
+        log.info("llm teacher %s: %d texts labelled now in %.0f s of model time (%s), %d unanswered (asked again "
+                 "next run), %d in the ledger, %d new texts left", self.identity, labelled, spent,
+                 "budget spent" if exhausted else "all new texts done", failed, len(known), len(new) - asked)
         wanted = set(keys)
-        return LlmLabels({k: o for k, o in known.items() if k in wanted}, self.identity, labelled, spent, exhausted)
+        return LlmLabels({k: o for k, o in known.items() if k in wanted}, self.identity, labelled, spent, exhausted,
+                         failed)
 
 
 def _ledger_row(key: str, text: str, teacher: str, outcome: Outcome[QueryTags], seconds: float,

@@ -133,7 +133,10 @@ def query_scores(cases: Sequence[QueryCase], predictions: Sequence[QueryTags | N
 
 def calibration(pairs: Sequence[tuple[float, bool]], bins: int = 5) -> dict[str, Any]:
     """Is a confident answer more often right? Accuracy per confidence bin, and the expected calibration
-    error (the bins' |accuracy - mean confidence| weighted by their share)."""
+    error (the bins' |accuracy - mean confidence| weighted by their share). Rejected answers have no
+    confidence and are left out; a reader whose confidence never varies has no calibration to measure."""
+    if len({c for c, _ in pairs}) <= 1:
+        return {"ece": None, "bins": [], "note": "one confidence for every answer"}
     table, error = [], 0.0
     for b in range(bins):
         low, high = b / bins, (b + 1) / bins
@@ -221,10 +224,16 @@ def run_backend(settings: Settings, reviews: Sequence[ReviewCase], queries: Sequ
     load_s = time.perf_counter() - started
     read, reviews_per_s = _timed(lambda: extractor.extract([c.text for c in reviews]), len(reviews))
     tagged, queries_per_s = _timed(lambda: tagger.tag_many([(c.text, []) for c in queries]), len(queries))
+    cache = getattr(extractor, "model", None)  # a generative backend's answer cache, if any
+    hits = getattr(cache, "hits", 0)
     redteam = redteam_scores(injections, redteam_tags(extractor, tagger, injections)) if injections else None
+    speed = {"reviews_per_s": round(reviews_per_s, 3), "queries_per_s": round(queries_per_s, 3)} if not hits else {
+        "reviews_per_s": None, "queries_per_s": None,  # answers came from the cache: its speed, not the model's
+        "speed_note": f"{hits} answers from the answer cache: speeds are those of the run that asked the model"}
     return {"backend": settings.extraction.backend, "load_s": round(load_s, 2), **_scores(reviews, queries, read, tagged),
-            "redteam": redteam, "reviews_per_s": round(reviews_per_s, 3), "queries_per_s": round(queries_per_s, 3),
-            "_outcomes": (read, tagged)}
+            "redteam": redteam, **speed, "_outcomes": (read, tagged),
+            **({"answer_cache": {"hits": hits, "misses": cache.misses}} if cache is not None and hasattr(cache, "hits")
+               else {})}
 
 
 def combined(generative: dict[str, Any], offline: dict[str, Any], settings: Settings, reviews: Sequence[ReviewCase],

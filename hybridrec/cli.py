@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -456,6 +457,9 @@ def show_config(ctx: click.Context) -> None:
     settings = _settings(ctx)
     shown = settings.model_dump(mode="json")
     shown["serving"]["api_keys"] = [f"{key[:2]}*** ({len(key)} chars)" for key in settings.serving.api_keys]
+    shown["lake"]["uri"] = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", shown["lake"]["uri"])  # a password in a URI
+    shown["lake"]["properties"] = {k: "***" if re.search(r"secret|password|token|key|credential", k, re.I) else v
+                                   for k, v in shown["lake"].get("properties", {}).items()}
     click.echo(json.dumps({"config_hash": settings.config_hash(), **shown}, indent=2))
 
 
@@ -479,7 +483,9 @@ def main() -> None:
     except (ServiceError, StepFailed) as err:
         click.echo(f"hybridrec: {err}", err=True)
         sys.exit(1)
-    except _unreachable_service_errors() as err:
+    except Exception as err:
+        if not isinstance(err, _unreachable_service_errors()):
+            raise
         click.echo(f"hybridrec: {type(err).__name__}: {err} (are the services up? `hybridrec infra status`; "
                    "has the job that writes this run? `hybridrec quickstart`)", err=True)
         sys.exit(1)

@@ -23,6 +23,9 @@ from typing import Any
 from hybridrec.models.extraction.llm import ChatModel, ChoiceScorer, Message
 
 
+ASK_AT_ONCE = 4  # conversations sent to the model together (an HTTP backend's requests in flight)
+
+
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
@@ -71,11 +74,12 @@ class CachedChatModel:
         missing = [i for i, a in enumerate(answers) if a is None]
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
-        for i in missing:  # one at a time: each answer is kept as soon as it exists
-            (answer,) = self.model.complete([conversations[i]], schema)
-            if answer:
-                self.store.put(keys[i], answer)
-            answers[i] = answer
+        for start in range(0, len(missing), ASK_AT_ONCE):  # small groups: batching kept, little lost to a crash
+            group = missing[start: start + ASK_AT_ONCE]
+            for i, answer in zip(group, self.model.complete([conversations[i] for i in group], schema)):
+                if answer:
+                    self.store.put(keys[i], answer)
+                answers[i] = answer
         return [a or "" for a in answers]
 
 

@@ -26,6 +26,7 @@ from hybridrec.taxonomy import Tag, Taxonomy
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _WORDLIKE = re.compile(r"[\uac00-\ud7a3a-z0-9]")
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
+_KANA = re.compile(r"[\u3040-\u30ff]")
 _KATAKANA_RUN = re.compile(r"[\u30a1-\u30fa\u30fc]{2,}")
 _HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]{2,}")
 # Chinese characters that mostly glue words together (particles, copulas, degree words, demonstratives)
@@ -237,8 +238,9 @@ def cjk_phrases(text: str) -> list[str]:
     """Katakana runs, and Han runs split at Chinese function characters: a piece of 2-4 characters as
     it is, a longer one as its 2- and 3-character windows."""
     phrases = _KATAKANA_RUN.findall(text)
+    japanese = bool(_KANA.search(text))  # kana break Japanese runs already; 和牛 and 有名 are words there
     for run in _HAN_RUN.findall(text):
-        for piece in _ZH_FUNCTION.split(run):
+        for piece in ([run] if japanese else _ZH_FUNCTION.split(run)):
             if 2 <= len(piece) <= _HAN_WORD_MAX:
                 phrases.append(piece)
             elif len(piece) > _HAN_WORD_MAX:

@@ -32,8 +32,8 @@ from hybridrec.config import (
 )
 from hybridrec.contract import INTENTS
 from hybridrec.models.extraction.schema import (
-    AnswerDoc, InvalidOutput, KeywordSet, Limits, Outcome, QueryTags, T, parse_json_object, validate_keywords,
-    validate_query,
+    VALIDATION_VERSION, AnswerDoc, InvalidOutput, KeywordSet, Limits, Outcome, QueryTags, T, parse_json_object,
+    validate_keywords, validate_query,
 )
 from hybridrec.models.extraction.grounding import TagGrounder
 from hybridrec.models.extraction.untrusted import delimit, prepare
@@ -163,7 +163,8 @@ class GenerativeExtractor:
         self._review_schema = review_schema(taxonomy, self.limits)
         self._query_schema = query_schema(taxonomy, self.limits)
         prompts = json.dumps([self._review_system, self._query_system, self._review_schema, self._query_schema,
-                              REPAIR, cfg.max_input_chars, cfg.answer_docs, cfg.tag_grounding], sort_keys=True)
+                              REPAIR, cfg.max_input_chars, cfg.answer_docs, cfg.tag_grounding, VALIDATION_VERSION,
+                              cfg.embedder], sort_keys=True)
         # who answered: the model, and a short hash of everything else that decides its answers
         self.identity = f"{getattr(model, 'identity', model.name)}|{hashlib.sha256(prompts.encode()).hexdigest()[:12]}"
 
@@ -232,7 +233,7 @@ class HttpChatModel:
 
         self.cfg = cfg
         self.name = cfg.model
-        self.identity = f"http|{cfg.endpoint}|{cfg.model}|{cfg.max_tokens}"
+        self.identity = f"http|{cfg.endpoint}|{cfg.model}|{cfg.max_tokens}|{cfg.schema_style}"
         headers = {"Content-Type": "application/json"}
         if api_key := os.environ.get(cfg.api_key_env):
             headers["Authorization"] = f"Bearer {api_key}"
@@ -290,7 +291,9 @@ class TransformersChatModel:
             raise RuntimeError(f"the transformers backend needs `pip install hybridrec[generative]` ({err})") from err
         self.cfg = cfg
         self.name = os.path.basename(cfg.gguf_file or cfg.model_path.rstrip("/"))
-        self.identity = f"transformers|{self.name}|{cfg.max_new_tokens}"
+        weights = Path(cfg.model_path) / cfg.gguf_file if cfg.gguf_file else Path(cfg.model_path)
+        self.identity = (f"transformers|{weights.resolve()}|{weights.stat().st_mtime_ns if weights.exists() else 0}"
+                         f"|{cfg.max_new_tokens}")
         extra = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
         self._tokenizer = AutoTokenizer.from_pretrained(cfg.model_path, local_files_only=True, padding_side="left",
                                                         **extra)

@@ -19,6 +19,8 @@ from hybridrec.contract import INTENTS, QueryIntent
 from hybridrec.taxonomy import ASPECTS, Taxonomy
 
 T = TypeVar("T")
+# Bumped whenever validation changes what it accepts: ledgers keyed by a teacher's identity re-ask then.
+VALIDATION_VERSION = 2
 
 
 class InvalidOutput(ValueError):
@@ -118,10 +120,14 @@ def grounded_span(phrase: str, folded_source: str) -> str | None:
         return folded
     bare = folded.replace(" ", "")
     positions = [i for i, ch in enumerate(folded_source) if ch != " "]
-    at = "".join(folded_source[i] for i in positions).find(bare)
-    if at < 0:
-        return None
-    return folded_source[positions[at]: positions[at + len(bare) - 1] + 1]
+    squeezed = "".join(folded_source[i] for i in positions)
+    at = squeezed.find(bare)
+    while at >= 0:  # the first occurrence that starts a word ("orkp" is not "york pizza")
+        start = positions[at]
+        if start == 0 or not folded_source[start - 1].isalnum():
+            return folded_source[start: positions[at + len(bare) - 1] + 1]
+        at = squeezed.find(bare, at + 1)
+    return None
 
 
 def _check_tag(tag: str | None, taxonomy: Taxonomy) -> None:
@@ -144,6 +150,8 @@ def validate_keywords(data: dict[str, Any], source: str, taxonomy: Taxonomy, lim
         if len(text) > limits.max_keyword_chars:
             raise InvalidOutput("keyword_too_long", text[:40])
         span = grounded_span(text, folded_source)
+        if span is not None and len(span) > limits.max_keyword_chars:
+            raise InvalidOutput("keyword_too_long", span[:40])
         if span is None:  # dropped with its tag: only what the text says may become a keyword
             ungrounded.append(text)
             continue
@@ -174,8 +182,8 @@ def validate_query(data: dict[str, Any], query: str, taxonomy: Taxonomy, limits:
     folded_query = " ".join(query.casefold().split())
     # a keyword the query does not contain is dropped and the intent stands; but tags whose every keyword
     # is made up (an injected "tag this as ...") reject the answer
-    spans = (grounded_span(k, folded_query) for k in parsed.keywords if len(k) <= limits.max_keyword_chars)
-    keywords = tuple(dict.fromkeys(span for span in spans if span))
+    spans = (grounded_span(k, folded_query) for k in parsed.keywords)
+    keywords = tuple(dict.fromkeys(span for span in spans if span and len(span) <= limits.max_keyword_chars))
     tags = tuple(dict.fromkeys(parsed.tags)) if parsed.intent is QueryIntent.INTEREST else ()
     if tags and parsed.keywords and not keywords:
         raise InvalidOutput("ungrounded_keyword", parsed.keywords[0][:40])

@@ -61,6 +61,21 @@ def test_a_new_schema_or_model_misses_and_a_failed_answer_is_asked_again(tmp_pat
     assert len(store) == 3  # (a, object, v1), (a, array, v1), (a, object, v2); the failures are not kept
 
 
+def test_misses_are_asked_together_in_small_groups(tmp_path):
+    class Batching(CountingModel):
+        def __init__(self):
+            super().__init__()
+            self.calls: list[int] = []
+
+        def complete(self, conversations, schema=None):
+            self.calls.append(len(conversations))
+            return super().complete(conversations, schema)
+
+    inner = Batching()
+    cached(inner, tmp_path / "a.sqlite").complete([_ask(str(i)) for i in range(6)])
+    assert inner.calls == [4, 2]
+
+
 def test_choice_scores_are_cached_and_only_scorers_score(tmp_path):
     assert not isinstance(cached(CountingModel(), tmp_path / "a.sqlite"), ChoiceScorer)
     inner = ScoringModel()

@@ -68,6 +68,7 @@ def test_a_keyword_the_text_does_not_contain_is_dropped_with_its_tag_and_spacing
     query = validate_query({"intent": "interest", "keywords": ["intp 연애", "Frieren"]}, "INTP연애 frieren",
                            TAXONOMY, LIMITS)
     assert query.keywords == ("intp연애", "frieren")
+    assert validate_query({"intent": "interest", "keywords": ["orkp"]}, "new york pizza", TAXONOMY, LIMITS).keywords == ()
     lost = validate_query({"intent": "utility", "keywords": ["downloader"]}, "유튜브 다운로드", TAXONOMY, LIMITS)
     assert lost.intent is QueryIntent.UTILITY and lost.keywords == ()  # the intent stands without the word
 
@@ -118,6 +119,7 @@ def test_korean_phrases_come_from_morphological_analysis():
 
 def test_chinese_and_japanese_text_yields_keywords_not_nothing(backends):
     assert cjk_phrases("東京のラーメン屋、スープが濃厚") == ["ラーメン", "スープ", "東京", "濃厚"]
+    assert "和牛" in cjk_phrases("和牛が有名なお店")  # Japanese words are not split at Chinese function characters
     assert {"火锅", "服务", "价格"} <= set(cjk_phrases("这家火锅店味道很好，服务也很热情，价格有点贵。"))
     extractor, tagger = backends
     (review,) = extractor.extract(["東京のラーメン屋、スープが濃厚でとても美味しかった。店員さんも親切。"])
