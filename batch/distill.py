@@ -316,9 +316,10 @@ def distill_job(settings: Settings) -> dict[str, Any]:
                 answer = llm.outcomes.get(text_key(text))
                 if answer is None or answer.value is None:  # not labelled, or rejected: the offline label stands
                     continue
-                chosen = vote_query(answer, offline[i]) if settings.extraction.combine_offline else answer
-                if chosen.value is answer.value or chosen.value.model_dump() != offline[i].value.model_dump():
-                    read[i], sources[i] = as_label(chosen), "llm"  # the model's reading (with the vote's tags)
+                chosen = (vote_query(answer, offline[i], settings.extraction.combine_rule)
+                          if settings.extraction.combine_offline else answer)
+                if offline[i].value is None or as_label(chosen)[:2] != as_label(offline[i])[:2]:
+                    read[i], sources[i] = as_label(chosen), "llm"  # the model's intent or tags won
         labels["teacher_intent"], labels["teacher_tags"], labels["teacher_confidence"], labels["teacher_reason"] = (
             [r[0] for r in read], [r[1] for r in read], [r[2] for r in read], [r[3] for r in read])
         labels["teacher_source"] = sources

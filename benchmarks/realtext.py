@@ -26,7 +26,7 @@ from hybridrec.evalsets import (
     PLACE_ASPECTS, InjectionCase, QueryCase, ReviewCase, load_injections, load_queries, load_reviews, normalise,
 )
 from hybridrec.models.extraction import KeywordSet, Outcome, QueryTags, make_backends
-from hybridrec.models.extraction.combined import merge_review, vote_query
+from hybridrec.models.extraction.combined import COMBINE_RULES, merge_review, vote_query
 
 REVIEW_GROUPS = {"en": lambda c: c.lang == "en", "ko": lambda c: c.lang == "ko",
                  "ko_place": lambda c: c.source == "handwritten"}
@@ -237,11 +237,12 @@ def run_backend(settings: Settings, reviews: Sequence[ReviewCase], queries: Sequ
 
 
 def combined(generative: dict[str, Any], offline: dict[str, Any], settings: Settings, reviews: Sequence[ReviewCase],
-             queries: Sequence[QueryCase]) -> dict[str, Any]:
-    """The model's answers with the offline reader's vote (models.extraction.combined), from both runs' outcomes."""
+             queries: Sequence[QueryCase], rule: str) -> dict[str, Any]:
+    """The model's answers combined with the offline reader's by ``rule`` (models.extraction.combined),
+    from both runs' outcomes."""
     (model_read, model_tagged), (offline_read, offline_tagged) = generative["_outcomes"], offline["_outcomes"]
-    read = [merge_review(m, o, settings.extraction.max_keywords) for m, o in zip(model_read, offline_read)]
-    tagged = [vote_query(m, o) for m, o in zip(model_tagged, offline_tagged)]
+    read = [merge_review(m, o, settings.extraction.max_keywords, rule) for m, o in zip(model_read, offline_read)]
+    tagged = [vote_query(m, o, rule) for m, o in zip(model_tagged, offline_tagged)]
     return _scores(reviews, queries, read, tagged)
 
 
@@ -288,7 +289,8 @@ def run_benchmark(settings: Settings, split: str = "validation", backends: Seque
         name = f"llamacpp:{llm_model or cfg.extraction.llamacpp.model}" if backend == "llamacpp" else backend
         print(f"realtext: {name} on {len(reviews)} reviews and {len(queries)} queries ({split})", file=sys.stderr)
         metrics[name] = run_backend(cfg, reviews, queries, injections)
-        metrics[f"{name}+offline"] = combined(metrics[name], offline, settings, reviews, queries)
+        for rule in COMBINE_RULES:
+            metrics[f"{name}+offline:{rule}"] = combined(metrics[name], offline, settings, reviews, queries, rule)
     metrics["student"] = student_scores(settings, queries)
     for value in metrics.values():
         if isinstance(value, dict):
@@ -352,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("validation", "test"), default="validation")
     parser.add_argument("--backends", default="offline",
                         help="comma-separated: offline (always run), llamacpp, http; each generative one is "
-                             "reported alone and with the offline reader's vote (<name>+offline)")
+                             "reported alone and combined with the offline reader by each rule (<name>+offline:<rule>)")
     parser.add_argument("--limit", type=int, default=None,
                         help="reviews per source, queries and attacks per language (the LLM is slow)")
     parser.add_argument("--llm-model", default=None, help="a catalogued GGUF model instead of the configured one")

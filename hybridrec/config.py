@@ -206,6 +206,7 @@ class ExtractionSettings(_Section):
     tag_similarity: float = Field(0.85, gt=0, le=1)  # cosine to reach a topic/dish tag not spelled verbatim
     tag_grounding: float = Field(0.45, gt=0, le=1)  # generative backends: cosine of a keyword to a tag's forms to keep it
     answer_cache: str = ""  # generative backends: SQLite file of answers by question (models.extraction.answer_cache)
+    combine_rule: Literal["offline_first", "vote"] = "offline_first"  # models.extraction.combined
     combine_offline: bool = True  # generative backends: vote with the offline reader (models.extraction.combined)
     # Offline intent by meaning: a query is utility (navigational) when its similarity to the lookup (site)
     # descriptions beats the other kinds by this margin; chosen on the real-text validation split

@@ -116,8 +116,8 @@ def make_backends(settings: Settings, threads: int | None = None) -> tuple[Keywo
     from hybridrec.models.extraction.combined import CombinedExtractor, CombinedQueryTagger
 
     offline_extractor, offline_tagger = _offline_backends(settings, threads)
-    return (CombinedExtractor(generative, offline_extractor, cfg.max_keywords),
-            QueryTagger(CombinedQueryTagger(generative, offline_tagger)))
+    return (CombinedExtractor(generative, offline_extractor, cfg.max_keywords, cfg.combine_rule),
+            QueryTagger(CombinedQueryTagger(generative, offline_tagger, cfg.combine_rule)))
 
 
 def _offline_backends(settings: Settings, threads: int | None):
