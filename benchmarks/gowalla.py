@@ -14,15 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import time
-from datetime import date
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from hybridrec.benchmarks import machine_description, provenance
 from hybridrec.config import PROJECT_ROOT
 from hybridrec.models.collaborative import MODELS
 from hybridrec.models.evaluation import holdout_split, recall_ndcg_at_k
@@ -124,6 +126,7 @@ def run_gowalla_benchmark(data_dir: Path, models: list[str], *, split: str = "te
     10% (for tuning); ``"test"`` fits on all of train and evaluates on test. ``params`` overrides
     :data:`PARAMS` per model. The report is written as JSON to ``output`` unless it is None.
     """
+    load_at_start = os.getloadavg()
     unknown = [name for name in models if name not in MODELS]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
@@ -157,8 +160,9 @@ def run_gowalla_benchmark(data_dir: Path, models: list[str], *, split: str = "te
         "split": split,
         "protocol": "all-ranking, train items excluded, top-20",
         "command": "hybridrec bench gowalla",
-        "machine": "2 cores, 24 GiB, CPU only",
-        "date": date.today().isoformat(),
+        "machine": machine_description(),  # measured now, not a literal
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "provenance": provenance(load_at_start=load_at_start),
         "users_evaluated": int(np.count_nonzero(np.diff(test.indptr))),
         "best_model": best,
         f"recall@{K}": results[best][f"recall@{K}"],

@@ -32,3 +32,16 @@ def test_malformed_line_names_file_and_line(tmp_path):
 def test_missing_split_file_is_explained(tmp_path, tmp_lake_settings):
     with pytest.raises(FileNotFoundError, match="PROVENANCE"):
         load_gowalla(Lake(tmp_lake_settings), tmp_path, new_run(tmp_lake_settings, "test"))
+
+
+def test_the_benchmark_report_carries_measured_provenance(tmp_path):
+    from benchmarks.gowalla import run_gowalla_benchmark
+
+    train = "".join(f"{u} {' '.join(str((u + k) % 40) for k in range(6))}\n" for u in range(40))
+    test = "".join(f"{u} {(u + 7) % 40}\n" for u in range(40))
+    _write(tmp_path, train, test)
+    report = run_gowalla_benchmark(tmp_path, ["als"], params={"als": {"factors": 4, "iterations": 2}},
+                                   output=tmp_path / "out.json")
+    assert report["machine"] != "2 cores, 24 GiB, CPU only" and "cores" in report["machine"]
+    assert {"git_commit", "load_average_start", "load_average_end"} <= set(report["provenance"])
+    assert (tmp_path / "out.json").exists() and 0 <= report["recall@20"] <= 1
