@@ -43,29 +43,38 @@ def llm_sample(settings: Settings, reviews_per_source: int = 2, queries: int = 6
     from hybridrec.batch.distill import load_student
     from hybridrec.models.extraction import make_backends
 
-    cfg = settings.model_copy(update={"extraction": settings.extraction.model_copy(update={"backend": "llamacpp"})})
+    model_only = settings.extraction.model_copy(update={"backend": "llamacpp", "combine_offline": False})
+    cfg = settings.model_copy(update={"extraction": model_only})
     started = time.perf_counter()
-    extractor, tagger = make_backends(cfg, threads=os.cpu_count())
+    extractor, tagger = make_backends(cfg, threads=os.cpu_count())  # the model alone: what it says itself
     reviews, texts = real_reviews(reviews_per_source), frequent_queries(settings, queries)
     read = extractor.extract(reviews)
     tagged = tagger.tag_many([(q, []) for q in texts])
     seconds = time.perf_counter() - started
-    offline = extractor.offline.extract(reviews)
+    offline_extractor, offline_tagger = make_backends(settings.model_copy(update={
+        "extraction": settings.extraction.model_copy(update={"backend": "offline"})}))
+    offline, offline_tagged = offline_extractor.extract(reviews), offline_tagger.tag_many([(q, []) for q in texts])
     student = load_student(settings)
-    print(f"\nlanguage model {cfg.extraction.llamacpp.model} (llama.cpp, with the offline reader's vote): "
-          f"{len(reviews)} real reviews and {len(texts)} search-log queries in {seconds:.0f} s")
+    print(f"\nlanguage model {cfg.extraction.llamacpp.model} (llama.cpp, alone; the batch path combines it with "
+          f"the offline reader by extraction.combine_rule): {len(reviews)} real reviews and {len(texts)} "
+          f"search-log queries in {seconds:.0f} s")
     for text, llm, fast in list(zip(reviews, read, offline))[:show]:
         print(f"  review  {text[:90]!r}")
         print(f"    llm      {_keywords(llm)}")
         print(f"    offline  {_keywords(fast)}")
-    for text, llm in list(zip(texts, tagged))[:show]:
+    for text, llm, fast in list(zip(texts, tagged, offline_tagged))[:show]:
         guess = student.predict(text)
-        answer = f"{llm.value.intent.value} {list(llm.value.tags)} p={llm.value.confidence:.2f}" if llm.value else llm.reason
-        print(f"  query   {text!r}: llm {answer} | student {guess.intent.value} {list(guess.tags)}")
+        print(f"  query   {text!r}: llm {_intent(llm)} | offline {_intent(fast)} | student {guess.intent.value} "
+              f"{list(guess.tags)}")
     outcomes = [*read, *tagged]
     return {"model": cfg.extraction.llamacpp.model, "texts": len(outcomes), "seconds": round(seconds, 1),
             "accepted": sum(o.accepted for o in outcomes),
             "rejected": {o.reason: sum(x.reason == o.reason for x in outcomes) for o in outcomes if o.reason}}
+
+
+def _intent(outcome) -> str:
+    value = outcome.value
+    return f"{value.intent.value} {list(value.tags)} p={value.confidence:.2f}" if value else f"rejected: {outcome.reason}"
 
 
 def _keywords(outcome) -> str:
