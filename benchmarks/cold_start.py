@@ -28,6 +28,7 @@ with and without the rules (and for all soccer-only users, searchers or not).
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -57,6 +58,7 @@ FEEDS = ("popularity", "raw-search", "student", "truth")
 
 
 def run_benchmark(settings: Settings) -> dict[str, Any]:
+    load_at_start = os.getloadavg()
     lake, taxonomy = Lake(settings), load_taxonomy()
     run_id, _ = distilled_files(settings)
     student, classifier = load_student(settings), load_topic_classifier(settings)
@@ -96,7 +98,7 @@ def run_benchmark(settings: Settings) -> dict[str, Any]:
     confusion = _topic_confusion(lake, settings, taxonomy, catalog["clip"], queries, tag_student, events)
     headline = _headline(results, confusion, run_id, label_start)
     path = write_result("cold-start-synthetic", "cold-start", "synthetic world in the lake (simulated cold start)",
-                        "hybridrec bench cold-start", headline)
+                        "hybridrec bench cold-start", headline, settings=settings, load_at_start=load_at_start)
     log.info("wrote %s", path)
     return headline
 

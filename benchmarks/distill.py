@@ -40,6 +40,7 @@ TARGET_F1_GAP, TARGET_AGREEMENT, TARGET_SPEEDUP = 0.05, 0.90, 50.0
 
 
 def run_benchmark(settings: Settings) -> dict[str, Any]:
+    load_at_start = os.getloadavg()
     run_id, files = distilled_files(settings)
     run_metrics = json.loads(Path(files["metrics"]).read_text())
     version, gold = load_gold()
@@ -76,7 +77,7 @@ def run_benchmark(settings: Settings) -> dict[str, Any]:
                       for case in scores["student"]["by_case"]}
     out["labels"] = run_metrics["labels"]
     path = write_result("distill-gold", "distill", f"gold set v{version} ({len(gold)} queries, ko+en)",
-                        "hybridrec bench distill", out)
+                        "hybridrec bench distill", out, settings=settings, load_at_start=load_at_start)
     log.info("wrote %s", path)
     return out
 
