@@ -148,7 +148,7 @@ def calibration(pairs: Sequence[tuple[float, bool]], bins: int = 5) -> dict[str,
         error += len(members) / len(pairs) * abs(accuracy - mean)
         table.append({"confidence": f"{low:.1f}-{high:.1f}", "queries": len(members), "accuracy": round(accuracy, 4),
                       "mean_confidence": round(mean, 4)})
-    return {"ece": round(error, 4) if pairs else None, "bins": table}
+    return {"ece": round(error, 4), "bins": table}
 
 
 def redteam_scores(cases: Sequence[InjectionCase], tags: Sequence[set[str] | None]) -> dict[str, Any]:
