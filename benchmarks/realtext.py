@@ -291,16 +291,17 @@ def run_benchmark(settings: Settings, split: str = "validation", backends: Seque
         metrics[name] = run_backend(cfg, reviews, queries, injections)
         for rule in COMBINE_RULES:
             metrics[f"{name}+offline:{rule}"] = combined(metrics[name], offline, settings, reviews, queries, rule)
-    metrics["student"] = student_scores(settings, queries)
+    metrics["student"] = student_scores(settings, reviews, queries)
     for value in metrics.values():
         if isinstance(value, dict):
             value.pop("_outcomes", None)
     return metrics
 
 
-def student_scores(settings: Settings, queries: Sequence[QueryCase]) -> dict[str, Any]:
-    """The distilled query student of the newest distill run (the stream's hot path), if one exists."""
-    from hybridrec.batch.distill import load_student
+def student_scores(settings: Settings, reviews: Sequence[ReviewCase], queries: Sequence[QueryCase]) -> dict[str, Any]:
+    """The distilled students of the newest distill run, if one exists: the query student (the stream's
+    hot path) and the review student (the bulk reader of reviews), each read cold on these texts."""
+    from hybridrec.batch.distill import load_review_student, load_student
     from hybridrec.models.extraction.schema import QueryTags as Tags
 
     try:
@@ -309,8 +310,17 @@ def student_scores(settings: Settings, queries: Sequence[QueryCase]) -> dict[str
         return {"skipped": f"no distilled student to load: {err}"}
     predicted, per_s = _timed(lambda: [student.predict(q.text) for q in queries], len(queries))
     tagged = [Tags(intent=p.intent, tags=p.tags, confidence=p.confidence) for p in predicted]
-    return {"run_id": student.header.get("run_id"), "teacher": student.header.get("teacher"),
-            "queries": query_scores(queries, tagged), "queries_per_s": round(per_s, 1)}
+    out = {"run_id": student.header.get("run_id"), "teacher": student.header.get("teacher"),
+           "queries": query_scores(queries, tagged), "queries_per_s": round(per_s, 1)}
+    try:
+        reader = load_review_student(settings)
+    except (KeyError, OSError, ValueError) as err:  # a distill run from before the review student
+        return {**out, "reviews_skipped": f"no review student in that run: {err!r}"}
+    read, reviews_per_s = _timed(lambda: reader.extract([c.text for c in reviews]), len(reviews))
+    sets = [o.value for o in read]
+    return {**out, "reviews": review_scores(reviews, [set(s.tags) if s else None for s in sets],
+                                            [[k.text for k in s.keywords] if s else None for s in sets]),
+            "reviews_per_s": round(reviews_per_s, 1), "review_teacher": reader.header.get("teacher")}
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

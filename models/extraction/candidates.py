@@ -80,6 +80,7 @@ class Gazetteer:
     """Every ko/en surface form of the taxonomy, matched in one pass."""
 
     def __init__(self, taxonomy: Taxonomy):
+        self.taxonomy = taxonomy
         forms: dict[str, Tag] = {}
         for tag in taxonomy.tags:
             for form in tag.recognised_forms:

@@ -89,10 +89,16 @@ _POINTER = re.compile(r"(?:➡️?|→|⇒|👉|=>)[^.!?\n]*")
 _LABEL_LIST = re.compile(r"[^.!?\n/]*(?:\s/\s[^.!?\n/]+){2,}")
 
 
+_SPACED_SLASH = re.compile(r"\s/\s")
+
+
 def remove_asides(text: str) -> str:
     text = _ASIDE.sub(lambda m: " " if _ASIDE_WORDS.search(m.group(1)) or addressed_to_a_machine(m.group(1))
                       else m.group(0), text)
-    return re.sub(r"[ \t]{2,}", " ", _LABEL_LIST.sub(" ", _POINTER.sub(" ", text)))
+    text = _POINTER.sub(" ", text)
+    if _SPACED_SLASH.search(text):  # the list pattern tries every start: only where a list can be
+        text = _LABEL_LIST.sub(" ", text)
+    return re.sub(r"[ \t]{2,}", " ", text)
 
 
 def addressed_to_a_machine(sentence: str) -> bool:
