@@ -219,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     output = args.output or (results_dir() / "gowalla.json" if args.split == "test" else None)
+    missing = [name for name in ("train.txt", "test.txt") if not (args.data_dir / name).is_file()]
+    if missing:
+        parser.error(f"--data-dir {args.data_dir}: no {' or '.join(missing)} (the LightGCN split)")
     run_gowalla_benchmark(args.data_dir, args.models, split=args.split, params=overrides,
                           output=output)
     return 0

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridrec.benchmarks import write_result
+from hybridrec.benchmarks import positive, write_result
 from hybridrec.bus import EventBus, delete_topics, encode
 from hybridrec.config import Settings, SyntheticSettings, load_settings
 from hybridrec.infra.kafka import ensure_topics
@@ -181,10 +181,10 @@ def drain(verb: str, members: int, env: dict[str, str], log_stem: Path) -> tuple
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=200_000, help="recorded events in the backlog")
-    parser.add_argument("--rate", type=float, default=1000.0, help="steady load during the freshness probes (msg/s)")
-    parser.add_argument("--probes", type=int, default=300)
-    parser.add_argument("--context-members", type=int, default=2, help="also drain with this many updaters")
+    parser.add_argument("--events", type=positive(int), default=200_000, help="recorded events in the backlog")
+    parser.add_argument("--rate", type=positive(float), default=1000.0, help="steady load during the freshness probes (msg/s)")
+    parser.add_argument("--probes", type=positive(int), default=300)
+    parser.add_argument("--context-members", type=positive(int), default=2, help="also drain with this many updaters")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--result", default="streaming", help="file stem in the results folder")
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ hybridrec runs from one, ``./benchmark-results/`` when it runs from an installed
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -30,6 +31,17 @@ def results_dir() -> Path:
     if (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "benchmarks").is_dir():
         return PROJECT_ROOT / "benchmarks" / "results"
     return Path.cwd() / "benchmark-results"
+
+
+def positive(kind: type = int):
+    """An argparse type for a count or a rate: a bad value is argparse's one-line usage error (exit 2)."""
+    def parse(text: str):
+        value = kind(text)  # a ValueError reads "invalid int value: 'x'"
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def machine_description() -> str:

@@ -37,7 +37,8 @@ def _closed_port() -> int:
 
 
 def _error_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if line.startswith("Error:")]
+    """Click's error line, or argparse's (``<prog>: error: ...``) for a benchmark's pass-through flags."""
+    return [line for line in output.splitlines() if line.startswith("Error:") or ": error: " in line]
 
 
 def _assert_one_line_error(result, exit_code: int, *expected: str) -> str:
@@ -104,6 +105,15 @@ def test_the_broken_setting_is_named():
     (["stream", "demo", "--seconds", "0"], "0.0 is not in the range x>0"),
     (["batch", "extract", "--max-chunks", "0"], "0 is not in the range x>=1"),
     (["stream", "show"], "Missing argument 'USER_ID'"),
+    (["bench", "realtext", "--limit", "0"], "'0' must be a finite number above 0"),
+    (["bench", "realtext", "--backends", "offline,bogus"], "--backends: unknown bogus"),
+    (["bench", "realtext", "--split", "train"], "invalid choice: 'train'"),
+    (["bench", "realtext", "--report", "/nonexistent/r.json"], "--report: "),
+    (["bench", "streaming", "--events", "-5"], "'-5' must be a finite number above 0"),
+    (["bench", "streaming", "--rate", "abc"], "invalid float value: 'abc'"),
+    (["bench", "gowalla", "--data-dir", "/nonexistent"], "no train.txt or test.txt"),
+    (["bench", "gowalla", "--set", "oops"], "--set expects MODEL.PARAM=VALUE"),
+    (["bench", "--results-dir", __file__, "synthetic"], "is a file"),
     (["no-such-verb"], "No such command 'no-such-verb'"),
 ])
 def test_bad_arguments_are_refused_in_one_line(args, message):
