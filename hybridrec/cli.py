@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 
 import click
+import yaml
 
 from hybridrec.benchmarks import RESULTS_ENV
 from hybridrec.config import Settings, load_settings
@@ -27,18 +28,10 @@ def _settings(ctx: click.Context) -> Settings:
     if root.obj is None:
         try:
             root.obj = load_settings()
-        except Exception as err:  # noqa: BLE001 - a missing file, bad YAML or a failed validation alike
-            if not isinstance(err, (OSError, ValueError, _yaml_error())):
-                raise
+        except (OSError, ValueError, yaml.YAMLError) as err:  # a missing file, bad YAML, a failed validation
             raise click.ClickException(f"invalid configuration: {_config_error_line(err)}") from None
         configure_logging(root.obj.log_level)
     return root.obj
-
-
-def _yaml_error() -> type[Exception]:
-    import yaml
-
-    return yaml.YAMLError
 
 
 def _config_error_line(err: Exception) -> str:
@@ -298,6 +291,9 @@ def runs(ctx: click.Context, limit: int) -> None:
     from hybridrec.lake import Lake
 
     history = run_history(Lake(_settings(ctx))).head(limit)
+    if history.empty:
+        click.echo("no runs recorded yet (`hybridrec retrain` and `hybridrec distill` record theirs)")
+        return
     click.echo(history[["run_id", "status", "config_hash", "recorded_at", "metrics"]].to_string(index=False))
 
 

@@ -160,6 +160,11 @@ def test_an_unreachable_catalog_is_one_line_without_its_password(services_down, 
     assert SECRET not in result.output
 
 
+def test_runs_on_an_empty_lake_says_so(services_down):
+    result = CliRunner().invoke(cli, ["runs"], env=services_down)
+    assert result.exit_code == 0 and result.output.startswith("no runs recorded yet"), result.output
+
+
 def test_a_feed_without_search_or_fallback_is_one_line(services_down):
     result = CliRunner().invoke(cli, ["feed", "u00001", "--limit", "3"], env=services_down)
     _assert_one_line_error(result, 1, "feed for u00001 failed (503)")
@@ -208,3 +213,13 @@ def test_service_statuses_are_printed_without_the_catalog_password(capsys, tmp_p
                                    f"local[*] Spark ready, catalog postgresql://u:{SECRET}@db:5432/c", tmp_path)])
     out = capsys.readouterr().out
     assert "catalog postgresql://u:***@db:5432/c" in out and SECRET not in out
+
+
+def test_the_config_option_is_read_and_passed_on_to_benchmarks(tmp_path):
+    config = tmp_path / "site.yaml"
+    config.write_text("serving:\n  port: 8123\n")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--config", str(config), "config"], env={"HYBRIDREC_CONFIG": None})
+    assert result.exit_code == 0 and json.loads(result.output)["serving"]["port"] == 8123, result.output
+    missing = runner.invoke(cli, ["--config", str(tmp_path / "none.yaml"), "config"], env={"HYBRIDREC_CONFIG": None})
+    _assert_one_line_error(missing, 1, "config file not found", "none.yaml")
