@@ -86,13 +86,17 @@ def _service_error_line(err: Exception, settings: Settings | None) -> str | None
         return _one_line(f"the lake (catalog {settings.catalog_uri}): {what}", 240) + (
             " (has the job that writes it run? `hybridrec quickstart`; `hybridrec tables` lists what is there)"
             if missing else " (is the catalog reachable? see lake.uri in `hybridrec config`)")
+    return _one_line(what, 240) + _where_to_look(service, settings)
+
+
+def _where_to_look(service: str, settings: Settings) -> str:
+    """`` (kafka at host:port, log: ...; is it up? ...)``: the end of a one-line error about a running service."""
     from hybridrec.infra.kafka import KafkaService
     from hybridrec.infra.opensearch import OpenSearchService
 
     process, where = ((KafkaService(settings), settings.kafka.bootstrap) if service == "kafka"
                       else (OpenSearchService(settings), settings.opensearch.url))
-    return _one_line(f"{process.name} at {where}: {what}", 240) + (
-        f" (log: {process.log_file}; is it up? `hybridrec infra status`)")
+    return f" ({process.name} at {where}, log: {process.log_file}; is it up? `hybridrec infra status`)"
 
 
 class _Cli(click.Group):
@@ -527,8 +531,9 @@ def feed(ctx: click.Context, user_id: str, surface: str, limit: int) -> None:
                                  param_hint="--limit")
     try:
         print_feed(settings, user_id, surface, limit, emit=click.echo)
-    except RuntimeError as err:
-        raise click.ClickException(str(err)) from err
+    except RuntimeError as err:  # the API's answer was not 200; a 503 is search (OpenSearch) unavailable
+        hint = _where_to_look("opensearch", settings) if "(503)" in str(err) else ""
+        raise click.ClickException(_one_line(str(err)) + hint) from err
 
 
 @cli.command("experiments")
