@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import yaml
 
-from hybridrec.benchmarks import RESULTS_ENV
+from hybridrec.benchmarks import RESULTS_ENV, results_dir
 from hybridrec.config import Settings, load_settings
 from hybridrec.logs import configure_logging, is_secret_name, mask_secrets, mask_settings
 
@@ -302,7 +302,7 @@ def runs(ctx: click.Context, limit: int) -> None:
 
 
 @cli.group()
-@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), envvar=RESULTS_ENV, default=None,
+@click.option("--results-dir", type=click.Path(path_type=Path), envvar=RESULTS_ENV, default=None,
               help=f"Where results go (${RESULTS_ENV}; default: benchmarks/results/ of the checkout, "
                    "./benchmark-results/ when installed from a wheel).")
 def bench(results_dir: Path | None) -> None:
@@ -313,7 +313,14 @@ def bench(results_dir: Path | None) -> None:
 
 def _benchmark(name: str):
     """A benchmark module of hybridrec.bench (the benchmarks/ folder, shipped in the wheel), by import."""
+    _check_results_dir()
     return importlib.import_module(f"hybridrec.bench.{name}")
+
+
+def _check_results_dir() -> None:
+    """Checked when a benchmark runs, not when the option is parsed, so `--help` works whatever it says."""
+    if (path := results_dir()).exists() and not path.is_dir():
+        raise click.BadParameter(f"{path} is a file, not a folder", param_hint=f"--results-dir / ${RESULTS_ENV}")
 
 
 @bench.command("synthetic")
@@ -322,6 +329,7 @@ def bench_synthetic(ctx: click.Context) -> None:
     """Generator speed on the configured world (events/s, table sizes)."""
     from hybridrec.batch.jobs import synthetic_benchmark
 
+    _check_results_dir()
     click.echo(json.dumps(synthetic_benchmark(_settings(ctx)), indent=2))
 
 

@@ -69,8 +69,9 @@ def test_the_walk_finds_every_command():
 
 def test_every_help_works_with_a_broken_config(broken_config_env):
     runner = CliRunner()
+    env = {**broken_config_env, "HYBRIDREC_BENCH_RESULTS": __file__}  # a file where a folder should be
     for path in [(), *_command_paths()]:
-        result = runner.invoke(cli, [*path, "--help"], env=broken_config_env)
+        result = runner.invoke(cli, [*path, "--help"], env=env)
         assert result.exit_code == 0 and "Traceback" not in result.output, (path, result.output)
         assert result.output.startswith("Usage: "), (path, result.output)
 
@@ -113,11 +114,13 @@ def test_the_broken_setting_is_named():
     (["bench", "streaming", "--rate", "abc"], "invalid float value: 'abc'"),
     (["bench", "gowalla", "--data-dir", "/nonexistent"], "no train.txt or test.txt"),
     (["bench", "gowalla", "--set", "oops"], "--set expects MODEL.PARAM=VALUE"),
-    (["bench", "--results-dir", __file__, "synthetic"], "is a file"),
+    (["bench", "--results-dir", __file__, "synthetic"], "is a file, not a folder"),
+    (["bench", "--results-dir", __file__, "gowalla"], "is a file, not a folder"),
     (["no-such-verb"], "No such command 'no-such-verb'"),
 ])
 def test_bad_arguments_are_refused_in_one_line(args, message):
-    _assert_one_line_error(CliRunner().invoke(cli, args), 2, message)
+    result = CliRunner().invoke(cli, args, env={"HYBRIDREC_BENCH_RESULTS": None})  # restored: --results-dir sets it
+    _assert_one_line_error(result, 2, message)
 
 
 def test_feed_limit_follows_the_servers_max_limit():
