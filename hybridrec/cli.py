@@ -219,7 +219,11 @@ def load_gowalla_cmd(ctx: click.Context, data_dir: Path | None) -> None:
     """Load the Gowalla benchmark split into the lake (gowalla.events_train / events_test)."""
     from hybridrec.batch.jobs import load_gowalla_job
 
-    click.echo(json.dumps(load_gowalla_job(_settings(ctx), data_dir), indent=2))
+    try:
+        counts = load_gowalla_job(_settings(ctx), data_dir)
+    except FileNotFoundError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(json.dumps(counts, indent=2))
 
 
 @cli.command("tables")
@@ -433,9 +437,17 @@ def _print_json(payload) -> None:
     click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
 
 
+def _table_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    namespace, _, name = value.partition(".")
+    if not (namespace and name):
+        raise click.BadParameter(f"{value!r}: namespace.table, e.g. raw.events")
+    return value
+
+
 @stream.command("replay")
-@click.option("--events-table", default="raw.events", show_default=True, help="Any Iceberg table of the events schema.")
-@click.option("--queries-table", default="raw.search_queries", show_default=True)
+@click.option("--events-table", default="raw.events", show_default=True, callback=_table_name,
+              help="Any Iceberg table of the events schema.")
+@click.option("--queries-table", default="raw.search_queries", show_default=True, callback=_table_name)
 @click.option("--no-queries", is_flag=True, help="Replay events only.")
 @click.option("--rate", type=click.FloatRange(min=0), default=None,
               help="Messages/s (default: streaming.replay_rate; 0: full speed).")

@@ -104,6 +104,7 @@ def test_the_broken_setting_is_named():
     (["stream", "replay", "--rate", "-1"], "-1.0 is not in the range x>=0"),
     (["stream", "replay", "--limit", "0"], "0 is not in the range x>=1"),
     (["stream", "demo", "--seconds", "0"], "0.0 is not in the range x>0"),
+    (["stream", "replay", "--events-table", "events"], "'events': namespace.table"),
     (["batch", "extract", "--max-chunks", "0"], "0 is not in the range x>=1"),
     (["stream", "show"], "Missing argument 'USER_ID'"),
     (["bench", "realtext", "--limit", "0"], "'0' must be a finite number above 0"),
@@ -162,6 +163,11 @@ def test_an_unreachable_catalog_is_one_line_without_its_password(services_down, 
     result = CliRunner().invoke(cli, args, env=env)
     _assert_one_line_error(result, 1, "the lake (catalog http://admin:***@127.0.0.1:", "is the catalog reachable")
     assert SECRET not in result.output
+
+
+def test_a_missing_gowalla_split_is_one_line(services_down, tmp_path):
+    result = CliRunner().invoke(cli, ["load-gowalla", "--data-dir", str(tmp_path)], env=services_down)
+    _assert_one_line_error(result, 1, "Gowalla train split not found")
 
 
 def test_runs_on_an_empty_lake_says_so(services_down):
