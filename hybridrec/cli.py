@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import sys
 import traceback
@@ -69,13 +70,24 @@ def _service_of(err: Exception) -> str | None:
     return service
 
 
-def _service_error_line(err: Exception, settings: Settings | None) -> str | None:
-    """One line naming the service ``err`` came from and where to look next (its log, or the catalog for
-    the lake); None when ``err`` is no service's error (a bug keeps its traceback)."""
+def _raised_on_purpose(err: Exception) -> bool:
+    """A plain RuntimeError raised by hybridrec's own code: a precondition explained to the operator
+    ("derived.query_tags is missing: run `hybridrec batch extract` first"), not a bug."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+    return type(err) is RuntimeError and module.split(".")[0] == "hybridrec"
+
+
+def _one_line_error(err: Exception, settings: Settings | None) -> str | None:
+    """One line for an error the operator can act on: a service's (naming it and where to look next: its
+    log, or the catalog for the lake), ours (ServiceError, StepFailed, a deliberate RuntimeError); None
+    for anything else, so a bug keeps its traceback."""
     from hybridrec.infra.services import ServiceError
     from hybridrec.pipeline import StepFailed
 
-    if isinstance(err, (ServiceError, StepFailed)):  # ours: the message already says what and where
+    if isinstance(err, (ServiceError, StepFailed)) or _raised_on_purpose(err):  # the message says what and where
         return _one_line(str(err))
     service = _service_of(err)
     if service is None or settings is None:
@@ -100,15 +112,17 @@ def _where_to_look(service: str, settings: Settings) -> str:
 
 
 class _Cli(click.Group):
-    """The root group: a service's error below it becomes one line (exit 1) instead of a traceback."""
+    """The root group: an operator's error below it becomes one line (exit 1) instead of a traceback,
+    which is still logged at DEBUG (``HYBRIDREC__LOG_LEVEL=DEBUG``)."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except Exception as err:  # noqa: BLE001 - anything not a service's error is re-raised as it was
-            line = _service_error_line(err, ctx.obj)
+            line = _one_line_error(err, ctx.obj)
             if line is None:
                 raise
+            logging.getLogger("hybridrec.cli").debug("the error in full", exc_info=err)  # log_level: DEBUG
             raise click.ClickException(line) from err
 
 

@@ -170,6 +170,22 @@ def test_a_missing_gowalla_split_is_one_line(services_down, tmp_path):
     _assert_one_line_error(result, 1, "Gowalla train split not found")
 
 
+def test_a_missing_precondition_is_one_line(services_down):
+    result = CliRunner().invoke(cli, ["distill"], env=services_down)
+    _assert_one_line_error(result, 1, "derived.query_tags is missing", "hybridrec batch extract")
+
+
+def test_a_bug_keeps_its_traceback(services_down, monkeypatch):
+    import hybridrec.batch.registry
+
+    def buggy(lake):
+        return {}["no such key"]
+
+    monkeypatch.setattr(hybridrec.batch.registry, "run_history", buggy)
+    result = CliRunner().invoke(cli, ["runs"], env=services_down)
+    assert isinstance(result.exception, KeyError) and result.exit_code == 1
+
+
 def test_runs_on_an_empty_lake_says_so(services_down):
     result = CliRunner().invoke(cli, ["runs"], env=services_down)
     assert result.exit_code == 0 and result.output.startswith("no runs recorded yet"), result.output
