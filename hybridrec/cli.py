@@ -264,9 +264,12 @@ def quickstart(ctx: click.Context) -> None:
 @click.pass_context
 def retrain(ctx: click.Context, fail_at: str | None) -> None:
     """Nightly retraining: interactions, CF, candidates, LightGBM ranker, evaluation, publish."""
-    from hybridrec.batch.retrain import retrain_job
+    from hybridrec.batch.retrain import UnknownStep, retrain_job
 
-    context = retrain_job(_settings(ctx), fail_at=fail_at)
+    try:
+        context = retrain_job(_settings(ctx), fail_at=fail_at)
+    except UnknownStep as err:
+        raise click.BadParameter(str(err), param_hint="--fail-at") from None
     click.echo(json.dumps({"run_id": context["run"].run_id, "metrics": context["headline"],
                            "indices": context["indices"]}, indent=2))
 

@@ -170,6 +170,13 @@ def test_a_missing_gowalla_split_is_one_line(services_down, tmp_path):
     _assert_one_line_error(result, 1, "Gowalla train split not found")
 
 
+def test_a_failure_drill_at_no_such_step_is_refused_before_anything_runs(services_down):
+    result = CliRunner().invoke(cli, ["retrain", "--fail-at", "pubilsh"], env=services_down)
+    _assert_one_line_error(result, 2, "'pubilsh' is no step of the retrain; steps: snapshot-inputs, ")
+    runs = CliRunner().invoke(cli, ["runs"], env=services_down)
+    assert runs.output.startswith("no runs recorded yet"), runs.output  # not even a failed run
+
+
 def test_a_missing_precondition_is_one_line(services_down):
     result = CliRunner().invoke(cli, ["distill"], env=services_down)
     _assert_one_line_error(result, 1, "derived.query_tags is missing", "hybridrec batch extract")
