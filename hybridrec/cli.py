@@ -92,7 +92,7 @@ def _one_line_error(err: Exception, settings: Settings | None) -> str | None:
     service = _service_of(err)
     if service is None or settings is None:
         return None
-    what = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    what = str(err) if str(err).startswith(type(err).__name__) else f"{type(err).__name__}: {err}".rstrip(": ")
     if service == "lake":
         missing = type(err).__name__.startswith("NoSuch")  # a table or namespace no job has written yet
         return _one_line(f"the lake (catalog {settings.catalog_uri}): {what}", 240) + (
