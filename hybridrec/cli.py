@@ -88,7 +88,7 @@ def _one_line_error(err: Exception, settings: Settings | None) -> str | None:
     from hybridrec.pipeline import StepFailed
 
     if isinstance(err, (ServiceError, StepFailed)) or _raised_on_purpose(err):  # the message says what and where
-        return _one_line(str(err))
+        return _one_line(str(err).strip().split("\n", 1)[0], 500)  # a log tail may follow: its path is above
     service = _service_of(err)
     if service is None or settings is None:
         return None

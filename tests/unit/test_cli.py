@@ -182,6 +182,19 @@ def test_a_missing_precondition_is_one_line(services_down):
     _assert_one_line_error(result, 1, "derived.query_tags is missing", "hybridrec batch extract")
 
 
+def test_a_service_error_with_a_log_tail_is_its_first_line(services_down, monkeypatch):
+    from hybridrec.infra import manager
+    from hybridrec.infra.services import ServiceError
+
+    def broken(settings):
+        raise ServiceError("kafka (pid 7) exited during start-up; log /x/kafka.log:\nline one\nline two")
+
+    monkeypatch.setattr(manager, "up", broken)
+    result = CliRunner().invoke(cli, ["infra", "up"], env=services_down)
+    _assert_one_line_error(result, 1, "kafka (pid 7) exited during start-up; log /x/kafka.log:")
+    assert "line one" not in result.output
+
+
 def test_a_bug_keeps_its_traceback(services_down, monkeypatch):
     import hybridrec.batch.registry
 
