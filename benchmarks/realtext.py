@@ -16,12 +16,13 @@ import os
 import re
 import sys
 import time
+import typing
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from hybridrec.benchmarks import write_result
-from hybridrec.config import Settings, load_settings
+from hybridrec.benchmarks import positive, write_result
+from hybridrec.config import ExtractionSettings, Settings, load_settings
 from hybridrec.evalsets import (
     PLACE_ASPECTS, InjectionCase, QueryCase, ReviewCase, load_injections, load_queries, load_reviews, normalise,
 )
@@ -365,15 +366,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="offline",
                         help="comma-separated: offline (always run), llamacpp, http; each generative one is "
                              "reported alone and combined with the offline reader by each rule (<name>+offline:<rule>)")
-    parser.add_argument("--limit", type=int, default=None,
+    parser.add_argument("--limit", type=positive(int), default=None,
                         help="reviews per source, queries and attacks per language (the LLM is slow)")
     parser.add_argument("--llm-model", default=None, help="a catalogued GGUF model instead of the configured one")
     parser.add_argument("--no-redteam", action="store_true", help="skip the red-team set")
     parser.add_argument("--report", default=None, help="print the markdown table of this results file and stop")
     parser.add_argument("--out", default=None, help="results file stem (default realtext-<split>)")
     args = parser.parse_args(argv)
+    known = typing.get_args(ExtractionSettings.model_fields["backend"].annotation)
+    if unknown := [b for b in args.backends.split(",") if b and b not in known]:
+        parser.error(f"--backends: unknown {', '.join(unknown)} (choose from {', '.join(known)})")
     if args.report:
-        print(render_markdown(json.loads(open(args.report, encoding="utf-8").read())))
+        try:
+            report = json.loads(open(args.report, encoding="utf-8").read())
+        except (OSError, ValueError) as err:
+            parser.error(f"--report: {err}")
+        print(render_markdown(report))
         return 0
     settings = load_settings()
     load_at_start = os.getloadavg()
