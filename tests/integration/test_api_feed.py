@@ -148,7 +148,7 @@ def test_dead_opensearch_answers_from_the_fallback_file(settings):
         "serving": settings.serving.model_copy(update={"search_timeout_s": 0.5})})
     published = json.loads(fallback_path(settings).read_text())
     with TestClient(create_app(dead)) as dead_client:
-        body = _feed(dead_client, "u00001", "clip", limit=5)
+        body = _feed(dead_client, "u-not-in-the-world", "clip", limit=5)
     assert body["degraded"] is True and body["degraded_reason"] == "search unavailable"
     assert [i["item_id"] for i in body["items"]] == published["clip"]["all"][:5]
     assert body["run_id"] == published["run_id"]
@@ -269,7 +269,7 @@ def _requests(draw, operations: list[tuple[str, str, dict]], user_ids: list[str]
 def test_fuzzed_openapi_requests_never_5xx_except_503(client, warm_user):
     spec = client.get("/openapi.json").json()
     operations = [(method.upper(), path, op) for path, ops in spec["paths"].items() for method, op in ops.items()]
-    users = [warm_user, "u00002", "nobody"]
+    users = [warm_user, "u0123456789abcdef", "nobody"]
 
     @hyp_settings(max_examples=150, deadline=None, derandomize=True,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

@@ -12,7 +12,7 @@ from hybridrec.cli import cli
 
 @pytest.mark.parametrize("args, message", [
     (["generate", "--events", "-5"], "-5 is not in the range x>=1"),
-    (["feed", "u00001", "--limit", "0"], "0 is not in the range 1<=x<=100"),
+    (["feed", "u-any", "--limit", "0"], "0 is not in the range 1<=x<=100"),
     (["bench", "serving", "--rates", "50,abc"], "comma-separated numbers"),
     (["bench", "serving", "--rates", "50,-1"], "every rate must be above 0"),
     (["distill", "--llm-budget-texts", "-1"], "-1 is not in the range x>=0"),
