@@ -117,7 +117,8 @@ def create_app(settings: Settings, warm_item_cache: bool = True, rate_limit_tabl
     admission = Admission(cfg.max_concurrent_feeds, cfg.max_queue_ms)
 
     app = FastAPI(title="hybridrec feed API", version="1.0",
-                  description="Personalised place (map) and clip (home) feeds with reasons; events and search queries in.")
+                  description="Personalised place (map) and clip (home) feeds with reasons; events and search queries in.",
+                  generate_unique_id_function=lambda route: route.name)  # operation ids: feed, similar_items, ...
     app.state.pipeline, app.state.rankers, app.state.writer = pipeline, rankers, writer
 
     api_key = APIKeyHeader(name=API_KEY_HEADER, scheme_name="ApiKey", auto_error=False,
