@@ -119,3 +119,16 @@ def test_processes_sharing_the_table_share_one_budget():
 def test_a_short_secret_is_refused_at_load():
     with pytest.raises(ValueError, match="at least 32 characters"):
         ServingSettings(user_token_secret=SecretStr("short"))
+
+
+def test_hybridrec_feed_calls_in_process_as_the_user_with_credentials_of_its_own():
+    """`hybridrec feed` (and the quick start's closing feeds) show the user's own view, without needing
+    the served API's key or secret, and what it makes up is valid for that user only."""
+    from hybridrec.config import Settings
+    from hybridrec.serving.commands import _as_the_user
+
+    settings, headers = _as_the_user(Settings(), "u-alice")
+    caller = Authorizer(settings.serving).check(headers["X-API-Key"], "local", False,
+                                                headers["Authorization"].removeprefix("Bearer "))
+    assert caller.has_key and caller.is_user("u-alice") and not caller.is_user("u-bob")
+    assert settings.serving.read_requires_key and Settings().serving.api_keys == []
