@@ -127,14 +127,16 @@ def create_app(settings: Settings, warm_item_cache: bool = True, rate_limit_tabl
                             description="the end user's claim, signed by the gateway (HS256, sub = user id, exp): "
                                         "with it, the user's own feed carries personal reasons")
 
-    def access(write: bool):
-        async def check(request: Request, key: Annotated[str | None, Security(api_key)],
-                        token: Annotated[HTTPAuthorizationCredentials | None, Security(user_token)]) -> Caller:
-            return authorizer.check(key, request.client.host if request.client else "unknown", write,
-                                    token.credentials if token else None)
-        return check
+    def client(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
 
-    read_access, write_access = access(write=False), access(write=True)
+    async def read_access(request: Request, key: Annotated[str | None, Security(api_key)],
+                          token: Annotated[HTTPAuthorizationCredentials | None, Security(user_token)]) -> Caller:
+        return authorizer.check(key, client(request), False, token.credentials if token else None)
+
+    async def write_access(request: Request, key: Annotated[str | None, Security(api_key)]) -> Caller:
+        return authorizer.check(key, client(request), True)
+
     denials = (401, 403, 429)
 
     app.add_middleware(Observe, metrics=metrics)
@@ -233,6 +235,22 @@ def create_app(settings: Settings, warm_item_cache: bool = True, rate_limit_tabl
                   "fallback": fallback.available}
         body = {"ready": all(checks.values()), "checks": checks, "runs": rankers.ready()}
         return JSONResponse(status_code=200 if body["ready"] else 503, content=body)
+
+    # FastAPI lists a route's security schemes as alternatives; reads need the key (unless configured
+    # otherwise) and take the user claim on top: say so in the document clients are generated from.
+    reads = [{"ApiKey": []}, {"ApiKey": [], "UserToken": []}]
+    reads_security = reads if cfg.read_requires_key else [{}, {"UserToken": []}, *reads]
+    default_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            for operations in default_openapi()["paths"].values():
+                for operation in operations.values():
+                    if {"UserToken": []} in operation.get("security", ()):
+                        operation["security"] = reads_security
+        return app.openapi_schema
+
+    app.openapi = openapi
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     def prometheus():

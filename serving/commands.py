@@ -40,6 +40,9 @@ def serve(settings: Settings) -> None:
 
     cfg = settings.serving
     log.info("feed API on http://%s:%d (docs at /docs)", cfg.host, cfg.port)
+    if not cfg.api_keys:
+        log.warning("no serving.api_keys: writes%s will answer 403; set HYBRIDREC__SERVING__API_KEYS='[\"<key>\"]'",
+                    " and reads" if cfg.read_requires_key else "")
     if cfg.workers > 1:  # worker processes import the app themselves: they read the same config
         config = uvicorn.Config("hybridrec.serving.asgi:app", host=cfg.host, port=cfg.port, workers=cfg.workers,
                                 **UVICORN_OPTIONS)

@@ -164,8 +164,8 @@ def test_a_client_generated_from_the_served_openapi_reads_feeds_with_reasons_onl
         surface = importlib.import_module("feed_api_client.models.feed_surface").FeedSurface.PLACE
 
         def reasons(token: str | None) -> list[str]:
-            client = (api.AuthenticatedClient(base_url=url, token=token, headers=KEY, timeout=httpx.Timeout(30))
-                      if token else api.Client(base_url=url, headers=KEY, timeout=httpx.Timeout(30)))
+            client = (api.AuthenticatedClient(base_url=url, token=token, headers=dict(KEY), timeout=httpx.Timeout(30))
+                      if token else api.Client(base_url=url, headers=dict(KEY), timeout=httpx.Timeout(30)))
             with client:
                 response = feed.sync_detailed(warm_user, client=client, surface=surface, limit=20)
             assert response.status_code == 200, response.content

@@ -130,8 +130,9 @@ def test_openapi_declares_every_response_body_and_both_credentials(client):
                 assert "$ref" in schema, (method, path, status, schema)
                 if status.startswith(("4", "5")) and path != "/readyz":
                     assert schema["$ref"].endswith("/Problem"), (method, path, status)
-            if path.startswith("/v1/"):
-                assert {"ApiKey": []} in operation["security"], (method, path)
+            if path.startswith("/v1/"):  # the key is required (not an alternative); the user claim comes on top
+                expected = [{"ApiKey": []}] if method == "post" else [{"ApiKey": []}, {"ApiKey": [], "UserToken": []}]
+                assert operation["security"] == expected, (method, path)
     feed = spec["paths"]["/v1/feed/{user_id}"]["get"]
     assert feed["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/FeedResponse")
     assert spec["components"]["schemas"]["FeedResponse"]["examples"]
