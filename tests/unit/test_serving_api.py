@@ -159,3 +159,19 @@ def test_the_workers_listener_gives_connections_tcp_nodelay():
             server.close()
 
     assert asyncio.run(accepted_nodelay()) == 1
+
+
+def test_hybridrec_feed_prints_a_feed_under_the_default_private_config(tmp_path):
+    """`hybridrec feed` and the quick start's closing feeds go through the access check like any caller,
+    with no key configured for the served API."""
+    from hybridrec.serving.commands import print_feed
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "popular-fallback.json").write_text(json.dumps(
+        {"run_id": "run-x", "place": {"all": ["p1"]}, "clip": {"all": ["c1", "c2", "c3"]}}))
+    settings = load_settings(environ={"HYBRIDREC__HOME": str(tmp_path), "HYBRIDREC__OPENSEARCH__PORT": "1",
+                                      "HYBRIDREC__KAFKA__PORT": "2", "HYBRIDREC__SERVING__SEARCH_TIMEOUT_S": "0.5"})
+    assert settings.serving.read_requires_key and not settings.serving.api_keys
+    lines: list[str] = []
+    body = print_feed(settings, "u1", "clip", 2, lines.append)
+    assert body["degraded"] is True and len(body["items"]) == 2 and "clip feed for u1" in lines[0]
