@@ -236,6 +236,10 @@ def create_app(settings: Settings, warm_item_cache: bool = True, rate_limit_tabl
         body = {"ready": all(checks.values()), "checks": checks, "runs": rankers.ready()}
         return JSONResponse(status_code=200 if body["ready"] else 503, content=body)
 
+    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    def prometheus():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     # FastAPI lists a route's security schemes as alternatives; reads need the key (unless configured
     # otherwise) and take the user claim on top: say so in the document clients are generated from.
     reads = [{"ApiKey": []}, {"ApiKey": [], "UserToken": []}]
@@ -251,9 +255,4 @@ def create_app(settings: Settings, warm_item_cache: bool = True, rate_limit_tabl
         return app.openapi_schema
 
     app.openapi = openapi
-
-    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-    def prometheus():
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
     return app
