@@ -89,9 +89,9 @@ def test_the_broken_setting_is_named():
 @pytest.mark.parametrize("args, message", [
     (["generate", "--events", "-5"], "-5 is not in the range x>=1"),
     (["generate", "--seed", "x"], "'x' is not a valid integer"),
-    (["feed", "u00001", "--limit", "0"], "0 is not in the range x>=1"),
-    (["feed", "u00001", "--limit", "101"], "101 is above serving.max_limit (100)"),
-    (["feed", "u00001", "--surface", "song"], "'song' is not one of"),
+    (["feed", "u-any", "--limit", "0"], "0 is not in the range x>=1"),
+    (["feed", "u-any", "--limit", "101"], "101 is above serving.max_limit (100)"),
+    (["feed", "u-any", "--surface", "song"], "'song' is not one of"),
     (["bench", "serving", "--rates", "50,abc"], "comma-separated numbers"),
     (["bench", "serving", "--rates", "50,-1"], "every rate must be a finite number above 0"),
     (["bench", "serving", "--rates", "nan"], "every rate must be a finite number above 0"),
@@ -125,7 +125,7 @@ def test_bad_arguments_are_refused_in_one_line(args, message):
 
 
 def test_feed_limit_follows_the_servers_max_limit():
-    result = CliRunner().invoke(cli, ["feed", "u00001", "--limit", "30"], env={"HYBRIDREC__SERVING__MAX_LIMIT": "20",
+    result = CliRunner().invoke(cli, ["feed", "u-any", "--limit", "30"], env={"HYBRIDREC__SERVING__MAX_LIMIT": "20",
                                                                               "HYBRIDREC__SERVING__DEFAULT_LIMIT": "10"})
     _assert_one_line_error(result, 2, "30 is above serving.max_limit (20)")
 
