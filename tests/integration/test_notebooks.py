@@ -57,7 +57,7 @@ def outputs(notebook: nbformat.NotebookNode, mime: str) -> list[str]:
 def test_the_lake_tour_counts_tables_plots_events_and_queries_spark(world):
     notebook = executed("01_lake_tour.ipynb")
     texts = outputs(notebook, "text/plain")
-    assert "'raw.events'" in texts[0] and "'content.item_keywords'" in texts[0]  # counts of every table, extraction's too
+    assert "'raw.events'" in texts[0] and "'derived.item_keywords'" in texts[0]  # counts of every table, extraction's too
     assert any("hybridrec.run-id" in t for t in texts)
     assert outputs(notebook, "image/png"), "no figure of events per day"
     tables = outputs(notebook, "text/html")
