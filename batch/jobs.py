@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridrec.batch.gowalla import gowalla_tables, load_gowalla
-from hybridrec.batch.synthetic import summarize_world
+from hybridrec.synthetic import summarize_world
 from hybridrec.batch.world import write_world
 from hybridrec.benchmarks import write_result
 from hybridrec.config import Settings

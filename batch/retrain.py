@@ -25,7 +25,7 @@ from hybridrec.batch.candidates import (
 )
 from hybridrec.batch.interactions import TimeSplit, labels_sql, last_event_day, write_interactions
 from hybridrec.batch.publish import publish_run
-from hybridrec.batch.registry import Registry
+from hybridrec.registry import Registry, ranker_path, run_dir as registry_run_dir
 from hybridrec.config import Settings
 from hybridrec.contract import (
     CANDIDATES, CLIPS, EVALUATION_RUNS, EVENTS, INTERACTIONS, ITEM_EMBEDDINGS, ITEM_KEYWORDS, PLACES, QUERY_TAGS,
@@ -86,7 +86,7 @@ def load_items(lake: Lake, surface: str, topic_classifier: TopicClassifier | Non
 def optional_topic_classifier(settings: Settings) -> TopicClassifier | None:
     """The distill run's topic classifier, or None before the first distill run (clips then carry only
     their catalogue topic)."""
-    from hybridrec.batch.distill import load_topic_classifier
+    from hybridrec.registry import load_topic_classifier
 
     try:
         return load_topic_classifier(settings)
@@ -309,7 +309,7 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
     run = new_run(settings, "retrain")
     lake = Lake(settings)
     registry = Registry(lake, run)
-    run_dir = settings.home_path / settings.retrain.models_dir / run.run_id
+    run_dir = registry_run_dir(settings, run.run_id)
     context: dict[str, Any] = {"run": run, "run_dir": run_dir}
 
     def guarded(name: str, fn):
@@ -357,7 +357,7 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
         lake.replace(CANDIDATES, [_candidates_table(r, run) for r in results.values()], run)
         files = {}
         for surface, result in results.items():
-            path = run_dir / f"ranker-{surface}.txt"
+            path = ranker_path(settings, run.run_id, surface)
             result.ranker.save(path, run.stamp())
             files[f"ranker-{surface}"] = str(path)
         files["evaluation_plot"] = str(plot_run_evaluation(evaluation, run_dir / "evaluation.png", settings.retrain.eval_k))

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hybridrec.batch.distill import distilled_files, load_student, load_topic_classifier
+from hybridrec.registry import distilled_files, load_student, load_topic_classifier
 from hybridrec.batch.interactions import ENGAGEMENT_GAIN
 from hybridrec.benchmarks import write_result
 from hybridrec.config import Settings

@@ -300,7 +300,7 @@ def run_benchmark(settings: Settings, split: str = "validation", backends: Seque
 
 def student_scores(settings: Settings, queries: Sequence[QueryCase]) -> dict[str, Any]:
     """The distilled query student of the newest distill run (the stream's hot path), if one exists."""
-    from hybridrec.batch.distill import load_student
+    from hybridrec.registry import load_student
     from hybridrec.models.extraction.schema import QueryTags as Tags
 
     try:

@@ -198,7 +198,7 @@ def rollback(ctx: click.Context) -> None:
 @click.pass_context
 def runs(ctx: click.Context, limit: int) -> None:
     """Latest retrain and distill runs from the model registry: status, config hash, metrics."""
-    from hybridrec.batch.registry import run_history
+    from hybridrec.registry import run_history
     from hybridrec.lake import Lake
 
     history = run_history(Lake(_settings(ctx))).head(limit)

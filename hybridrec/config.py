@@ -54,6 +54,11 @@ class OpenSearchSettings(_Section):
     index_prefix: str = "hybridrec"
     shards: int = Field(1, ge=1)
     replicas: int = Field(0, ge=0)
+    # The one client policy (hybridrec.search.ClientPolicy) of jobs and streams; a feed request waits
+    # serving.search_timeout_s instead and is never retried
+    timeout_s: float = Field(10.0, gt=0)
+    retries: int = Field(2, ge=0)  # on a connection error, a timeout or 502/503/504 ...
+    retry_backoff_s: float = Field(0.5, ge=0)  # ... after this long, doubling each time
 
     @property
     def url(self) -> str:

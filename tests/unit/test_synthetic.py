@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from hybridrec.batch.synthetic import WorldSummary, generate_world, text
+from hybridrec.synthetic import WorldSummary, generate_world, text
 from hybridrec.config import SyntheticSettings
 from hybridrec.contract import RAW_TABLES, TRUTH_TABLES
 from hybridrec.taxonomy import ASPECTS, Taxonomy, Tag, load_taxonomy
