@@ -44,8 +44,6 @@ from hybridrec.runinfo import RunContext, new_run
 log = logging.getLogger(__name__)
 
 SURFACES = ("place", "clip")
-HEAVY_USER_ITEMS = 10
-"""Users with at least this many engaged items are 'heavy', fewer 'light', none 'cold'."""
 
 
 @dataclass
@@ -188,8 +186,9 @@ def surface_data(surface: str, inputs: SurfaceInputs, users: pd.DataFrame, user_
         user_vectors=_stack(content.user_vectors, user_ids), item_vectors=_stack(content.item_vectors, item_ids))
 
 
-def user_segment(items: int) -> str:
-    return "cold" if items == 0 else ("light" if items < HEAVY_USER_ITEMS else "heavy")
+def user_segment(items: int, heavy_items: int) -> str:
+    """'heavy' from ``heavy_items`` engaged items (``retrain.heavy_user_items``), fewer 'light', none 'cold'."""
+    return "cold" if items == 0 else ("light" if items < heavy_items else "heavy")
 
 
 def in_training_half(user_id: str) -> bool:
@@ -217,11 +216,10 @@ def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame
     users_p = user_profiles(users, inputs.interactions, inputs.items, content.query_tags, content.user_vectors)
     data = surface_data(surface, inputs, users, users_p, items_p, content)
 
-    als = ALSModel(factors=cfg.als.factors, regularization=cfg.als.regularization, alpha=cfg.als.alpha,
-                   iterations=cfg.als.iterations, show_progress=False).fit(data.user_items)
+    als = ALSModel(**cfg.als.model_dump(), random_state=cfg.seed, show_progress=False).fit(data.user_items)
     graph_cfg = cfg.graph_filter
-    graph = BSPMModel(ideal_rank=min(graph_cfg.ideal_rank, min(data.user_items.shape) - 1),
-                      ideal_weight=graph_cfg.ideal_weight, sharpen_time=graph_cfg.sharpen_time).fit(data.user_items)
+    graph = BSPMModel(**graph_cfg.model_dump(exclude={"ideal_rank"}), random_state=cfg.seed,
+                      ideal_rank=min(graph_cfg.ideal_rank, min(data.user_items.shape) - 1)).fit(data.user_items)
     covisit = CovisitationSource(data)
     sources = [CollaborativeSource("als", als), CollaborativeSource("graph", graph), ContentSource(data), covisit,
                PopularSource(data)]
@@ -240,11 +238,11 @@ def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame
     table["gain"] = table["gain"].fillna(0).astype(int)
     table = table.sort_values(["user_id"], kind="stable").reset_index(drop=True)
 
-    ranker = _train_ranker(table[table["user_id"].map(in_training_half)], cfg.ranker)
+    ranker = _train_ranker(table[table["user_id"].map(in_training_half)], cfg.ranker, cfg.seed)
     held_out = table[~table["user_id"].map(in_training_half)].copy()
     held_out["score"] = ranker.score(held_out)
     held_out["rank"] = held_out.groupby("user_id")["score"].rank(ascending=False, method="first").astype(int)
-    evaluation = evaluate(held_out, inputs.labels, data, users_p, cfg.eval_k, run, surface)
+    evaluation = evaluate(held_out, inputs.labels, data, users_p, cfg.eval_k, run, surface, cfg.heavy_user_items)
     return SurfaceResult(surface, data, als, graph, covisit, ranker, held_out, evaluation), users_p, items_p
 
 
@@ -252,25 +250,25 @@ def _groups(frame: pd.DataFrame) -> np.ndarray:
     return frame.groupby("user_id", sort=False).size().to_numpy()
 
 
-def _train_ranker(train: pd.DataFrame, cfg) -> Ranker:
+def _train_ranker(train: pd.DataFrame, cfg, seed: int) -> Ranker:
     """LightGBM lambdarank; users without any engaged candidate teach nothing and are left out."""
     useful = train.groupby("user_id")["gain"].transform("max") > 0
     train = train[useful]
     users = train["user_id"].unique()
     if len(users) > cfg.max_train_users:
-        keep = set(np.random.default_rng(0).choice(users, cfg.max_train_users, replace=False))
+        keep = set(np.random.default_rng(seed).choice(users, cfg.max_train_users, replace=False))
         train = train[train["user_id"].isin(keep)]
         users = train["user_id"].unique()
     if len(users) < 4:
         raise ValueError(f"only {len(users)} label-day users with engaged candidates: too few to train the ranker")
-    valid_users = set(users[:: 10])
+    valid_users = set(users[:: max(1, round(1 / cfg.validation_share))])
     fit, valid = train[~train["user_id"].isin(valid_users)], train[train["user_id"].isin(valid_users)]
     return Ranker.train(fit, fit["gain"].to_numpy(), _groups(fit), cfg,
                         valid=(valid, valid["gain"].to_numpy(), _groups(valid)))
 
 
 def evaluate(held_out: pd.DataFrame, labels: pd.DataFrame, data: SurfaceData, users_p: dict, k: int,
-             run: RunContext, surface: str) -> pd.DataFrame:
+             run: RunContext, surface: str, heavy_items: int) -> pd.DataFrame:
     """The ranker, each source alone and popularity, overall and per user segment, on held-out users."""
     users = held_out["user_id"].unique()
     relevant = labels[labels["user_id"].isin(users)]
@@ -282,7 +280,7 @@ def evaluate(held_out: pd.DataFrame, labels: pd.DataFrame, data: SurfaceData, us
             name = "popularity" if source == "popular" else source
             lists[name] = held_out[held_out[column].notna()][["user_id", "item_id", column]].rename(
                 columns={column: "rank"})
-    segments = {u: user_segment(users_p[u].items) for u in users}
+    segments = {u: user_segment(users_p[u].items, heavy_items) for u in users}
     rows = []
     now = datetime.now(timezone.utc)
     for model, recommended in lists.items():

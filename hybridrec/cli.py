@@ -284,7 +284,7 @@ def bench_gowalla(ctx: click.Context, args: tuple[str, ...]) -> None:
     from hybridrec.config import PROJECT_ROOT
 
     benchmark = runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "gowalla.py"))
-    data_dir = ["--data-dir", _settings(ctx).gowalla.path] if "--data-dir" not in args else []
+    data_dir = ["--data-dir", str(_settings(ctx).gowalla.data_dir)] if "--data-dir" not in args else []
     sys.exit(benchmark["main"]([*data_dir, *args]))
 
 

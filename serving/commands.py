@@ -35,8 +35,8 @@ def serve(settings: Settings) -> None:
 
     cfg = settings.serving
     log.info("feed API on http://%s:%d (docs at /docs)", cfg.host, cfg.port)
-    if cfg.workers > 1:  # worker processes import the app themselves: they read the same config
-        config = uvicorn.Config("hybridrec.serving.asgi:app", host=cfg.host, port=cfg.port, workers=cfg.workers,
+    if cfg.processes > 1:  # worker processes import the app themselves: they read the same config
+        config = uvicorn.Config("hybridrec.serving.asgi:app", host=cfg.host, port=cfg.port, workers=cfg.processes,
                                 **UVICORN_OPTIONS)
         Multiprocess(config, sockets=[listening_socket(cfg.host, cfg.port)]).run()
     else:
