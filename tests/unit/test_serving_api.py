@@ -60,6 +60,7 @@ def test_writes_need_a_key_and_reject_unknown_fields(client):
 def test_readiness_reports_what_is_missing(client):
     response = client.get("/readyz")
     assert response.status_code == 503 and response.json()["checks"]["opensearch"] is False
+    assert response.json()["model_config"] == {"place": None, "clip": None}  # no run loaded to compare
     assert client.get("/healthz").status_code == 200
 
 
