@@ -212,7 +212,8 @@ def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame
                   as_of: datetime, run: RunContext) -> tuple[SurfaceResult, dict, dict]:
     cfg = settings.retrain
     surface = inputs.surface
-    items_p = item_profiles(inputs.items, inputs.interactions, as_of, content.item_tags, content.item_vectors)
+    items_p = item_profiles(inputs.items, inputs.interactions, as_of, content.item_tags, content.item_vectors,
+                            trending_days=cfg.trending_days)
     users_p = user_profiles(users, inputs.interactions, inputs.items, content.query_tags, content.user_vectors)
     data = surface_data(surface, inputs, users, users_p, items_p, content)
 
@@ -328,7 +329,7 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
         with spark_job(settings, "hybridrec-retrain") as spark:
             split = TimeSplit.ending_at(last_event_day(spark), settings.retrain.label_days)
             rows = write_interactions(spark, settings.retrain, settings.signals, split, run)
-            labels = spark.sql(labels_sql(split)).toPandas()
+            labels = spark.sql(labels_sql(split, settings.retrain.label_gains)).toPandas()
         matrix = _read(lake, INTERACTIONS, row_filter=f"run_id == '{run.run_id}'")
         return {"split": split, "interaction_rows": rows, "interactions": matrix, "labels": _unseen(labels, matrix)}
 

@@ -133,12 +133,16 @@ class SignalSettings(_Section):
     @field_validator("event_weights")
     @classmethod
     def _known_event_types(cls, weights: dict[str, float]) -> dict[str, float]:
-        from hybridrec.contract import EVENT_TYPES  # the contract's own imports are heavier than config's
+        return _known_event_types(weights)
 
-        unknown = sorted(set(weights) - set(EVENT_TYPES))
-        if unknown:
-            raise ValueError(f"unknown event types {unknown}; known: {list(EVENT_TYPES)}")
-        return weights
+
+def _known_event_types(by_type: dict[str, Any]) -> dict[str, Any]:
+    from hybridrec.contract import EVENT_TYPES  # the contract's own imports are heavier than config's
+
+    unknown = sorted(set(by_type) - set(EVENT_TYPES))
+    if unknown:
+        raise ValueError(f"unknown event types {unknown}; known: {list(EVENT_TYPES)}")
+    return by_type
 
 
 class StreamingSettings(_Section):
@@ -289,6 +293,10 @@ class RetrainSettings(_Section):
 
     half_life_days: float = Field(14.0, gt=0)
     label_days: int = Field(3, ge=1)
+    # Relevance of a label-day event: what the ranker learns to put on top (views and skips are not engagement)
+    label_gains: dict[str, int] = Field(default_factory=lambda: {
+        "click": 1, "dwell": 1, "like": 2, "save": 2, "share": 2, "visit": 2})
+    trending_days: float = Field(3.0, gt=0)  # an item's trending feature: share of its engagement in these last days
     candidates_per_source: int = Field(100, ge=1)
     eval_k: int = Field(20, ge=1)
     batch_users: int = Field(2_000, ge=1)
@@ -302,6 +310,11 @@ class RetrainSettings(_Section):
     als: ALSSettings = ALSSettings()
     graph_filter: GraphFilterSettings = GraphFilterSettings()
     ranker: RankerSettings = RankerSettings()
+
+    @field_validator("label_gains")
+    @classmethod
+    def _known_label_events(cls, gains: dict[str, int]) -> dict[str, int]:
+        return _known_event_types(gains)
 
 
 class GFCFSettings(_Section):

@@ -76,6 +76,11 @@ def test_event_weights_of_unknown_event_types_are_a_config_error():
         SignalSettings(event_weights={"purchase": 5.0})
 
 
+def test_label_gains_of_unknown_event_types_are_a_config_error():
+    with pytest.raises(ValidationError, match="purchase"):
+        load_settings(environ={"HYBRIDREC__RETRAIN__LABEL_GAINS": "{click: 1, purchase: 3}"})
+
+
 def test_unknown_key_is_rejected_not_ignored():
     with pytest.raises(ValidationError, match="extra"):
         load_settings(environ={"HYBRIDREC__KAFKA__PROT": "1"})
