@@ -12,7 +12,7 @@ it did not limit the rate.
 Per rate: offered and achieved rate, the share shed by admission (``degraded_reason: overloaded``),
 other degraded answers and errors, p50/p95/p99 of every answer and of the personalised ones, and
 per-stage p50/p99 from the responses' ``timings_ms`` (``queue``: waiting for a pipeline slot).
-Results go to benchmarks/results/serving.json with the load average at each step: the machine has
+Results go to serving.json in the results folder (hybridrec.benchmarks.results_dir) with the load average at each step: the machine has
 two cores and is shared, so a figure means little without it.
 """
 
@@ -35,7 +35,7 @@ import numpy as np
 import orjson
 
 from hybridrec.benchmarks import write_result
-from hybridrec.config import PROJECT_ROOT, Settings
+from hybridrec.config import Settings
 
 SURFACES = ("place", "clip")
 STAGES = ("queue", "load", "candidates", "rank", "rules", "respond")
@@ -208,7 +208,7 @@ def run_benchmark(settings: Settings, rates: list[float], seconds: float) -> dic
         log_path, users_file = Path(tmp) / "server.log", Path(tmp) / "users.json"
         users_file.write_text(json.dumps(users))
         with log_path.open("wb") as server_log:
-            server = subprocess.Popen([sys.executable, "-m", "hybridrec.cli", "serve"], env=env, cwd=PROJECT_ROOT,
+            server = subprocess.Popen([sys.executable, "-m", "hybridrec.cli", "serve"], env=env,
                                       stdout=server_log, stderr=subprocess.STDOUT)
         try:
             _wait_ready(url, server)
@@ -217,9 +217,9 @@ def run_benchmark(settings: Settings, rates: list[float], seconds: float) -> dic
             for rate in rates:
                 time.sleep(PAUSE_BETWEEN_RATES_S)
                 load_before = _load_average()
-                out = subprocess.run([sys.executable, __file__, "127.0.0.1", str(port), str(rate), str(seconds),
+                out = subprocess.run([sys.executable, "-m", "hybridrec.bench.serving", "127.0.0.1", str(port), str(rate), str(seconds),
                                       str(users_file)],
-                                     capture_output=True, check=True, cwd=PROJECT_ROOT)
+                                     capture_output=True, check=True)
                 row = {**_summary(orjson.loads(out.stdout)), "load_average_before": load_before,
                        "load_average_after": _load_average()}
                 table[str(int(rate))] = row
@@ -240,8 +240,7 @@ def run_benchmark(settings: Settings, rates: list[float], seconds: float) -> dic
     path = write_result("serving", "feed API latency under load", "synthetic world, published indices",
                         "hybridrec bench serving", metrics)
     plot = plot_latency(table, path.with_suffix(".png"))
-    return {**metrics, "result_file": str(Path(path).relative_to(PROJECT_ROOT)),
-            "plot": str(plot.relative_to(PROJECT_ROOT))}
+    return {**metrics, "result_file": str(path), "plot": str(plot)}
 
 
 def plot_latency(by_rate: dict[str, dict], path: Path) -> Path:

@@ -25,7 +25,9 @@ from hybridrec.runinfo import RunContext
 
 if TYPE_CHECKING:  # serving reads model files only: it need not load the Iceberg client
     from hybridrec.lake import Lake
+    from hybridrec.models.review_student import ReviewStudent
     from hybridrec.models.student import QueryStudent, TopicClassifier
+    from hybridrec.taxonomy import Taxonomy
 
 
 def run_dir(settings: Settings, run_id: str) -> Path:
@@ -112,6 +114,13 @@ def load_student(settings: Settings) -> QueryStudent:
     from hybridrec.models.student import QueryStudent
 
     return QueryStudent.load(Path(distilled_files(settings)[1]["student"]))
+
+
+def load_review_student(settings: Settings, taxonomy: Taxonomy | None = None) -> ReviewStudent:
+    from hybridrec.models.review_student import ReviewStudent
+    from hybridrec.taxonomy import load_taxonomy
+
+    return ReviewStudent.load(Path(distilled_files(settings)[1]["review_student"]), taxonomy or load_taxonomy())
 
 
 def load_topic_classifier(settings: Settings) -> TopicClassifier:
