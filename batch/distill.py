@@ -32,7 +32,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -41,7 +40,6 @@ from tqdm import tqdm
 
 from hybridrec.batch.llm_teacher import LlmTeacher, text_key
 from hybridrec.batch.query_pool import QueryPool
-from hybridrec.batch.registry import Registry, latest_model_files
 from hybridrec.batch.review_distill import distill_reviews
 from hybridrec.config import Settings
 from hybridrec.contract import CLIPS, INTENTS, ITEM_KEYWORDS, QUERY_TAGS, SEARCH_QUERIES, QueryIntent
@@ -49,9 +47,9 @@ from hybridrec.evalsets import normalise
 from hybridrec.lake import Lake
 from hybridrec.models.extraction.combined import vote_query
 from hybridrec.models.extraction.schema import Outcome, QueryTags
-from hybridrec.models.review_student import ReviewStudent
 from hybridrec.models.student import QueryStudent, TopicClassifier
 from hybridrec.pipeline import Step
+from hybridrec.registry import Registry, run_dir as registry_run_dir
 from hybridrec.runinfo import new_run
 from hybridrec.taxonomy import Taxonomy, load_taxonomy, most_specific
 
@@ -283,7 +281,7 @@ def distill_job(settings: Settings) -> dict[str, Any]:
                                "extraction stage, run `hybridrec batch extract` first")
     run = new_run(settings, "distill")
     registry = Registry(lake, run)
-    run_dir = settings.home_path / settings.retrain.models_dir / run.run_id
+    run_dir = registry_run_dir(settings, run.run_id)
     taxonomy = load_taxonomy()
     context: dict[str, Any] = {"run": run, "run_dir": run_dir}
 
@@ -430,20 +428,3 @@ def distill_job(settings: Settings) -> dict[str, Any]:
     ]
     return registry.run_steps(steps, context, lambda ctx: {
         "model_files": ctx["model_files"], "metrics": {k: v for k, v in ctx["metrics"].items() if k != "labels"}})
-
-
-def distilled_files(settings: Settings) -> tuple[str, dict[str, str]]:
-    """(run id, files) of the distill run in use: ``distill.student_run`` or the newest that succeeded."""
-    return latest_model_files(Lake(settings), "distill", settings.distill.student_run or None)
-
-
-def load_student(settings: Settings) -> QueryStudent:
-    return QueryStudent.load(Path(distilled_files(settings)[1]["student"]))
-
-
-def load_review_student(settings: Settings, taxonomy: Taxonomy | None = None) -> ReviewStudent:
-    return ReviewStudent.load(Path(distilled_files(settings)[1]["review_student"]), taxonomy or load_taxonomy())
-
-
-def load_topic_classifier(settings: Settings) -> TopicClassifier:
-    return TopicClassifier.load(Path(distilled_files(settings)[1]["topic_classifier"]))

@@ -19,10 +19,6 @@ from hybridrec.spark import retry_stale_catalog
 
 log = logging.getLogger(__name__)
 
-ENGAGEMENT_GAIN = {"click": 1, "dwell": 1, "like": 2, "save": 2, "share": 2, "visit": 2}
-"""Relevance of a label-day event: what the ranker learns to put on top (views and skips are not engagement)."""
-
-
 @dataclass(frozen=True)
 class TimeSplit:
     """Train on events before ``label_start``; label = engagement in [label_start, label_end)."""
@@ -70,8 +66,9 @@ def interactions_sql(cfg: RetrainSettings, signals: SignalSettings, split: TimeS
     """
 
 
-def labels_sql(split: TimeSplit) -> str:
-    gains = " ".join(f"WHEN '{t}' THEN {g}" for t, g in ENGAGEMENT_GAIN.items())
+def labels_sql(split: TimeSplit, label_gains: dict[str, int]) -> str:
+    """Each user's gain per item on the label days: the best of its events' ``retrain.label_gains``."""
+    gains = " ".join(f"WHEN '{t}' THEN {int(g)}" for t, g in label_gains.items())
     start, end = (t.strftime("%Y-%m-%d %H:%M:%S") for t in (split.label_start, split.label_end))
     return f"""
         SELECT user_id, item_id, surface, max(CASE event_type {gains} ELSE 0 END) AS gain

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridrec.batch.gowalla import gowalla_tables, load_gowalla
-from hybridrec.batch.synthetic import summarize_world
+from hybridrec.synthetic import summarize_world
 from hybridrec.batch.world import write_world
 from hybridrec.benchmarks import write_result
 from hybridrec.config import Settings
@@ -29,7 +29,8 @@ def generate_world_job(settings: Settings, seed: int | None = None, n_events: in
 
 
 def load_gowalla_job(settings: Settings, data_dir: Path | None = None) -> dict[str, int]:
-    return load_gowalla(Lake(settings), Path(data_dir or settings.gowalla.path), new_run(settings, "load-gowalla"))
+    folder = Path(data_dir) if data_dir else settings.gowalla.data_dir
+    return load_gowalla(Lake(settings), folder, new_run(settings, "load-gowalla"))
 
 
 def describe_lake(settings: Settings, sample_rows: int = 3, specs: tuple[TableSpec, ...] | None = None) -> str:

@@ -40,7 +40,7 @@ def frequent_queries(settings: Settings, n: int) -> list[str]:
 
 
 def llm_sample(settings: Settings, reviews_per_source: int = 2, queries: int = 6, show: int = 3) -> dict[str, Any]:
-    from hybridrec.batch.distill import load_student
+    from hybridrec.registry import load_student
     from hybridrec.models.extraction import make_backends
 
     model_only = settings.extraction.model_copy(update={"backend": "llamacpp", "combine_offline": False})

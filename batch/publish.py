@@ -25,8 +25,6 @@ from hybridrec.search import SearchStore
 
 log = logging.getLogger(__name__)
 
-COVISIT_NEIGHBOURS = 20
-GRAPH_CANDIDATES = 100
 POPULAR_FALLBACK = 200
 ITEM_META = {"place": ("title", "text", "region", "address", "price_level", "open_minute", "close_minute"),
              "clip": ("title", "text", "creator_id", "duration_s", "language", "predicted_topic_path")}
@@ -37,9 +35,10 @@ def fallback_path(settings: Settings) -> Path:
     return settings.home_path / settings.retrain.models_dir / "popular-fallback.json"
 
 
-def _item_docs(result, items_p: dict, items: pd.DataFrame, run: RunContext) -> Iterator[dict[str, Any]]:
+def _item_docs(result, items_p: dict, items: pd.DataFrame, run: RunContext, covisit_neighbours: int
+               ) -> Iterator[dict[str, Any]]:
     data = result.data
-    neighbours = result.covisit.neighbours(COVISIT_NEIGHBOURS)
+    neighbours = result.covisit.neighbours(covisit_neighbours)
     meta_columns = [c for c in ITEM_META[result.surface] if c in items.columns]
     meta = items.set_index("item_id")[meta_columns]
     for index, item_id in enumerate(data.item_ids):
@@ -49,11 +48,12 @@ def _item_docs(result, items_p: dict, items: pd.DataFrame, run: RunContext) -> I
                             [(data.item_ids[j], s) for j, s in neighbours[index]], run.run_id)
 
 
-def _user_docs(result, users_p: dict, run: RunContext, batch: int = 1024) -> Iterator[dict[str, Any]]:
+def _user_docs(result, users_p: dict, run: RunContext, graph_candidates: int, batch: int = 1024
+               ) -> Iterator[dict[str, Any]]:
     data = result.data
     for start in range(0, len(data.user_ids), batch):
         user_index = np.arange(start, min(start + batch, len(data.user_ids)))
-        items, scores = result.graph.recommend(user_index, GRAPH_CANDIDATES, exclude=data.seen)
+        items, scores = result.graph.recommend(user_index, graph_candidates, exclude=data.seen)
         for row, u in enumerate(user_index):
             seen = data.item_ids[data.seen[u].indices]
             graph = [(data.item_ids[i], float(s)) for i, s in zip(items[row], scores[row]) if i >= 0 and np.isfinite(s)]
@@ -86,12 +86,13 @@ def publish_run(settings: Settings, run: RunContext, run_dir: Path, results: dic
         cf_dim = result.als.item_factors.shape[1]
         item_alias = store.alias_name(items_alias(surface))
         index = store.create_index(item_alias, version, item_properties(cf_dim, content_dim), metadata)
-        count = store.bulk_index(index, _item_docs(result, items_p, items, run), "item_id")
+        count = store.bulk_index(index, _item_docs(result, items_p, items, run, settings.retrain.covisit_neighbours),
+                                 "item_id")
         store.finish_index(index)
         targets[item_alias] = index
         user_alias = store.alias_name(users_alias(surface))
         index = store.create_index(user_alias, version, user_properties(cf_dim, content_dim), metadata)
-        users = store.bulk_index(index, _user_docs(result, users_p, run), "user_id")
+        users = store.bulk_index(index, _user_docs(result, users_p, run, settings.retrain.graph_candidates), "user_id")
         store.finish_index(index)
         targets[user_alias] = index
         log.info("%s: indexed %d items and %d users", surface, count, users)

@@ -25,7 +25,7 @@ from hybridrec.batch.candidates import (
 )
 from hybridrec.batch.interactions import TimeSplit, labels_sql, last_event_day, write_interactions
 from hybridrec.batch.publish import publish_run
-from hybridrec.batch.registry import Registry
+from hybridrec.registry import Registry, ranker_path, run_dir as registry_run_dir
 from hybridrec.config import Settings
 from hybridrec.contract import (
     CANDIDATES, CLIPS, EVALUATION_RUNS, EVENTS, INTERACTIONS, ITEM_EMBEDDINGS, ITEM_KEYWORDS, PLACES, QUERY_TAGS,
@@ -44,8 +44,6 @@ from hybridrec.runinfo import RunContext, new_run
 log = logging.getLogger(__name__)
 
 SURFACES = ("place", "clip")
-HEAVY_USER_ITEMS = 10
-"""Users with at least this many engaged items are 'heavy', fewer 'light', none 'cold'."""
 
 
 @dataclass
@@ -86,7 +84,7 @@ def load_items(lake: Lake, surface: str, topic_classifier: TopicClassifier | Non
 def optional_topic_classifier(settings: Settings) -> TopicClassifier | None:
     """The distill run's topic classifier, or None before the first distill run (clips then carry only
     their catalogue topic)."""
-    from hybridrec.batch.distill import load_topic_classifier
+    from hybridrec.registry import load_topic_classifier
 
     try:
         return load_topic_classifier(settings)
@@ -188,8 +186,9 @@ def surface_data(surface: str, inputs: SurfaceInputs, users: pd.DataFrame, user_
         user_vectors=_stack(content.user_vectors, user_ids), item_vectors=_stack(content.item_vectors, item_ids))
 
 
-def user_segment(items: int) -> str:
-    return "cold" if items == 0 else ("light" if items < HEAVY_USER_ITEMS else "heavy")
+def user_segment(items: int, heavy_items: int) -> str:
+    """'heavy' from ``heavy_items`` engaged items (``retrain.heavy_user_items``), fewer 'light', none 'cold'."""
+    return "cold" if items == 0 else ("light" if items < heavy_items else "heavy")
 
 
 def in_training_half(user_id: str) -> bool:
@@ -213,15 +212,15 @@ def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame
                   as_of: datetime, run: RunContext) -> tuple[SurfaceResult, dict, dict]:
     cfg = settings.retrain
     surface = inputs.surface
-    items_p = item_profiles(inputs.items, inputs.interactions, as_of, content.item_tags, content.item_vectors)
+    items_p = item_profiles(inputs.items, inputs.interactions, as_of, content.item_tags, content.item_vectors,
+                            trending_days=cfg.trending_days)
     users_p = user_profiles(users, inputs.interactions, inputs.items, content.query_tags, content.user_vectors)
     data = surface_data(surface, inputs, users, users_p, items_p, content)
 
-    als = ALSModel(factors=cfg.als.factors, regularization=cfg.als.regularization, alpha=cfg.als.alpha,
-                   iterations=cfg.als.iterations, show_progress=False).fit(data.user_items)
+    als = ALSModel(**cfg.als.model_dump(), random_state=cfg.seed, show_progress=False).fit(data.user_items)
     graph_cfg = cfg.graph_filter
-    graph = BSPMModel(ideal_rank=min(graph_cfg.ideal_rank, min(data.user_items.shape) - 1),
-                      ideal_weight=graph_cfg.ideal_weight, sharpen_time=graph_cfg.sharpen_time).fit(data.user_items)
+    graph = BSPMModel(**graph_cfg.model_dump(exclude={"ideal_rank"}), random_state=cfg.seed,
+                      ideal_rank=min(graph_cfg.ideal_rank, min(data.user_items.shape) - 1)).fit(data.user_items)
     covisit = CovisitationSource(data)
     sources = [CollaborativeSource("als", als), CollaborativeSource("graph", graph), ContentSource(data), covisit,
                PopularSource(data)]
@@ -240,11 +239,11 @@ def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame
     table["gain"] = table["gain"].fillna(0).astype(int)
     table = table.sort_values(["user_id"], kind="stable").reset_index(drop=True)
 
-    ranker = _train_ranker(table[table["user_id"].map(in_training_half)], cfg.ranker)
+    ranker = _train_ranker(table[table["user_id"].map(in_training_half)], cfg.ranker, cfg.seed)
     held_out = table[~table["user_id"].map(in_training_half)].copy()
     held_out["score"] = ranker.score(held_out)
     held_out["rank"] = held_out.groupby("user_id")["score"].rank(ascending=False, method="first").astype(int)
-    evaluation = evaluate(held_out, inputs.labels, data, users_p, cfg.eval_k, run, surface)
+    evaluation = evaluate(held_out, inputs.labels, data, users_p, cfg.eval_k, run, surface, cfg.heavy_user_items)
     return SurfaceResult(surface, data, als, graph, covisit, ranker, held_out, evaluation), users_p, items_p
 
 
@@ -252,25 +251,25 @@ def _groups(frame: pd.DataFrame) -> np.ndarray:
     return frame.groupby("user_id", sort=False).size().to_numpy()
 
 
-def _train_ranker(train: pd.DataFrame, cfg) -> Ranker:
+def _train_ranker(train: pd.DataFrame, cfg, seed: int) -> Ranker:
     """LightGBM lambdarank; users without any engaged candidate teach nothing and are left out."""
     useful = train.groupby("user_id")["gain"].transform("max") > 0
     train = train[useful]
     users = train["user_id"].unique()
     if len(users) > cfg.max_train_users:
-        keep = set(np.random.default_rng(0).choice(users, cfg.max_train_users, replace=False))
+        keep = set(np.random.default_rng(seed).choice(users, cfg.max_train_users, replace=False))
         train = train[train["user_id"].isin(keep)]
         users = train["user_id"].unique()
     if len(users) < 4:
         raise ValueError(f"only {len(users)} label-day users with engaged candidates: too few to train the ranker")
-    valid_users = set(users[:: 10])
+    valid_users = set(users[:: max(1, round(1 / cfg.validation_share))])
     fit, valid = train[~train["user_id"].isin(valid_users)], train[train["user_id"].isin(valid_users)]
     return Ranker.train(fit, fit["gain"].to_numpy(), _groups(fit), cfg,
                         valid=(valid, valid["gain"].to_numpy(), _groups(valid)))
 
 
 def evaluate(held_out: pd.DataFrame, labels: pd.DataFrame, data: SurfaceData, users_p: dict, k: int,
-             run: RunContext, surface: str) -> pd.DataFrame:
+             run: RunContext, surface: str, heavy_items: int) -> pd.DataFrame:
     """The ranker, each source alone and popularity, overall and per user segment, on held-out users."""
     users = held_out["user_id"].unique()
     relevant = labels[labels["user_id"].isin(users)]
@@ -282,7 +281,7 @@ def evaluate(held_out: pd.DataFrame, labels: pd.DataFrame, data: SurfaceData, us
             name = "popularity" if source == "popular" else source
             lists[name] = held_out[held_out[column].notna()][["user_id", "item_id", column]].rename(
                 columns={column: "rank"})
-    segments = {u: user_segment(users_p[u].items) for u in users}
+    segments = {u: user_segment(users_p[u].items, heavy_items) for u in users}
     rows = []
     now = datetime.now(timezone.utc)
     for model, recommended in lists.items():
@@ -313,7 +312,7 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
     run = new_run(settings, "retrain")
     lake = Lake(settings)
     registry = Registry(lake, run)
-    run_dir = settings.home_path / settings.retrain.models_dir / run.run_id
+    run_dir = registry_run_dir(settings, run.run_id)
     context: dict[str, Any] = {"run": run, "run_dir": run_dir}
 
     def guarded(name: str, fn):
@@ -334,7 +333,7 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
         with spark_job(settings, "hybridrec-retrain") as spark:
             split = TimeSplit.ending_at(last_event_day(spark), settings.retrain.label_days)
             rows = write_interactions(spark, settings.retrain, settings.signals, split, run)
-            labels = spark.sql(labels_sql(split)).toPandas()
+            labels = spark.sql(labels_sql(split, settings.retrain.label_gains)).toPandas()
         matrix = _read(lake, INTERACTIONS, row_filter=f"run_id == '{run.run_id}'")
         return {"split": split, "interaction_rows": rows, "interactions": matrix, "labels": _unseen(labels, matrix)}
 
@@ -361,7 +360,7 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
         lake.replace(CANDIDATES, [_candidates_table(r, run) for r in results.values()], run)
         files = {}
         for surface, result in results.items():
-            path = run_dir / f"ranker-{surface}.txt"
+            path = ranker_path(settings, run.run_id, surface)
             result.ranker.save(path, run.stamp())
             files[f"ranker-{surface}"] = str(path)
         files["evaluation_plot"] = str(plot_run_evaluation(evaluation, run_dir / "evaluation.png", settings.retrain.eval_k))

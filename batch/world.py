@@ -8,7 +8,7 @@ import time
 
 from tqdm import tqdm
 
-from hybridrec.batch.synthetic import generate_world
+from hybridrec.synthetic import generate_world
 from hybridrec.config import SyntheticSettings
 from hybridrec.lake import Lake
 from hybridrec.runinfo import RunContext

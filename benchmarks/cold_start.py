@@ -37,8 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hybridrec.batch.distill import distilled_files, load_student, load_topic_classifier
-from hybridrec.batch.interactions import ENGAGEMENT_GAIN
+from hybridrec.registry import distilled_files, load_student, load_topic_classifier
 from hybridrec.benchmarks import write_result
 from hybridrec.config import Settings
 from hybridrec.contract import CLIPS, EVENTS, PLACES, SEARCH_QUERIES, TRUTH_QUERY_LABELS, TRUTH_USER_INTERESTS, USERS, QueryIntent
@@ -63,7 +62,7 @@ def run_benchmark(settings: Settings) -> dict[str, Any]:
     run_id, _ = distilled_files(settings)
     student, classifier = load_student(settings), load_topic_classifier(settings)
     events = lake.scan(EVENTS, columns=("user_id", "item_id", "surface", "event_type", "ts")).to_pandas()
-    events = events[events["event_type"].isin(list(ENGAGEMENT_GAIN)) & events["item_id"].notna()]
+    events = events[events["event_type"].isin(list(settings.retrain.label_gains)) & events["item_id"].notna()]
     last_day = events["ts"].max().normalize()
     label_start = last_day + pd.Timedelta(days=1) - pd.Timedelta(days=settings.retrain.label_days)
     queries = lake.scan(SEARCH_QUERIES, columns=("query_id", "user_id", "text", "ts")).to_pandas()

@@ -28,11 +28,12 @@ import numpy as np
 import pandas as pd
 
 from hybridrec.batch.distill import (
-    TeacherTagger, agreement, distilled_files, load_gold, score_tagger, student_tagging,
+    TeacherTagger, agreement, load_gold, score_tagger, student_tagging,
 )
 from hybridrec.benchmarks import write_result
 from hybridrec.config import Settings
 from hybridrec.models.student import QueryStudent
+from hybridrec.registry import distilled_files
 
 log = logging.getLogger("hybridrec.bench.distill")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from hybridrec.batch.synthetic import generate_world
+from hybridrec.synthetic import generate_world
 from hybridrec.benchmarks import write_result
 from hybridrec.config import Settings, SyntheticSettings, load_settings
 from hybridrec.evalsets import NSMC_SAMPLE, YELP_SAMPLE, load_injections, source_rows

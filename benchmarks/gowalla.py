@@ -3,7 +3,8 @@
 Trains each requested model on ``train.txt``, scores every item for every test user, excludes the
 user's training items and reports Recall@20 / NDCG@20 as in the LightGCN paper (see
 :mod:`hybridrec.models.evaluation`). Hyper-parameters below were chosen on a seeded 10% holdout
-of each user's training items (``--split validation``), never on the test set.
+of each user's training items (``--split validation``), never on the test set; they, the data folder and
+the protocol are the ``gowalla`` section of the config.
 
     python benchmarks/gowalla.py                       # both models, test split, writes JSON
     python benchmarks/gowalla.py --models bspm --split validation --set bspm.sharpen_time=3
@@ -25,27 +26,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from hybridrec.benchmarks import machine_description, provenance, results_dir
-from hybridrec.config import PROJECT_ROOT
+from hybridrec.config import GowallaSettings, load_settings
 from hybridrec.models.collaborative import MODELS
 from hybridrec.models.evaluation import holdout_split, recall_ndcg_at_k
 
 log = logging.getLogger("hybridrec.bench.gowalla")
 
-PARAMS: dict[str, dict[str, Any]] = {
-    "bspm": {"ideal_rank": 448, "ideal_weight": 0.15, "sharpen_time": 2.5, "sharpen_steps": 1},
-    "gfcf": {"ideal_rank": 256, "ideal_weight": 0.3},
-    "als": {"factors": 512, "regularization": 30.0, "alpha": 40.0, "iterations": 15},
-}
-"""Hyper-parameters per model. BSPM and ALS: chosen on the validation holdout (BSPM over rank
-320-768, sharpen_time 1.5-4, 1-2 RK4 steps, ideal_weight 0.1-0.4; ALS over factors 128-768,
-regularization 0.01-100, alpha 5-80, 15-30 iterations). BSPM rank 576 scored +0.0004 recall /
-+0.0006 NDCG on validation (noise level) but its SVD took 419 s instead of ~30 s, so 448.
-GF-CF: its published settings."""
-
-DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "gowalla"
-VALIDATION_FRACTION = 0.1
-VALIDATION_SEED = 0
-K = 20
 
 PUBLISHED = {
     "LightGCN": {"recall@20": 0.1824, "ndcg@20": 0.1554, "source": "kuandeng/LightGCN README"},
@@ -118,13 +104,16 @@ def _peak_rss_mb() -> float:
 
 def run_gowalla_benchmark(data_dir: Path, models: list[str], *, split: str = "test",
                           params: dict[str, dict[str, Any]] | None = None,
-                          output: Path | None = None) -> dict[str, Any]:
+                          output: Path | None = None, cfg: GowallaSettings | None = None) -> dict[str, Any]:
     """Fit and evaluate ``models`` (names from ``MODELS``) and return the report dict.
 
     ``split="validation"`` fits on 90% of each user's training items and evaluates on the other
     10% (for tuning); ``"test"`` fits on all of train and evaluates on test. ``params`` overrides
-    :data:`PARAMS` per model. The report is written as JSON to ``output`` unless it is None.
+    the configured hyper-parameters (``cfg``, default: the config's ``gowalla`` section) per model. The
+    report is written as JSON to ``output`` unless it is None.
     """
+    cfg = cfg or load_settings().gowalla
+    K = cfg.k  # the protocol's cut-off, named as in the papers
     load_at_start = os.getloadavg()
     unknown = [name for name in models if name not in MODELS]
     if unknown:
@@ -133,12 +122,12 @@ def run_gowalla_benchmark(data_dir: Path, models: list[str], *, split: str = "te
         raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
     train, test = load_gowalla(Path(data_dir))
     if split == "validation":
-        train, test = holdout_split(train, VALIDATION_FRACTION, VALIDATION_SEED)
+        train, test = holdout_split(train, cfg.validation_share, cfg.validation_seed)
         log.info("validation split: fitting on %d, evaluating on %d held-out interactions",
                  train.nnz, test.nnz)
     results: dict[str, dict[str, Any]] = {}
     for name in models:
-        model_params = {**PARAMS.get(name, {}), **(params or {}).get(name, {})}
+        model_params = {**cfg.model_params(name), **(params or {}).get(name, {})}
         model = MODELS[name](**model_params)
         peak_is_per_model = _reset_peak_rss()
         start = time.perf_counter()
@@ -157,7 +146,7 @@ def run_gowalla_benchmark(data_dir: Path, models: list[str], *, split: str = "te
         "benchmark": "gowalla",
         "dataset": "gowalla (LightGCN split)",
         "split": split,
-        "protocol": "all-ranking, train items excluded, top-20",
+        "protocol": f"all-ranking, train items excluded, top-{K}",
         "command": "hybridrec bench gowalla",
         "machine": machine_description(),  # measured now, not a literal
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -169,7 +158,7 @@ def run_gowalla_benchmark(data_dir: Path, models: list[str], *, split: str = "te
         "models": results,
         "published": PUBLISHED,
     }
-    print(format_table(results))
+    print(format_table(results, K))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(report, indent=2) + "\n")
@@ -177,10 +166,10 @@ def run_gowalla_benchmark(data_dir: Path, models: list[str], *, split: str = "te
     return report
 
 
-def format_table(results: dict[str, dict[str, Any]]) -> str:
-    header = f"{'model':<8} {'recall@20':>9} {'ndcg@20':>8} {'train_s':>8} {'eval_s':>7} " \
+def format_table(results: dict[str, dict[str, Any]], k: int) -> str:
+    header = f"{'model':<8} {f'recall@{k}':>9} {f'ndcg@{k}':>8} {'train_s':>8} {'eval_s':>7} " \
              f"{'peak_rss_mb':>11}"
-    rows = [f"{name:<8} {r['recall@20']:>9.4f} {r['ndcg@20']:>8.4f} {r['train_s']:>8.1f} "
+    rows = [f"{name:<8} {r[f'recall@{k}']:>9.4f} {r[f'ndcg@{k}']:>8.4f} {r['train_s']:>8.1f} "
             f"{r['eval_s']:>7.1f} {r['peak_rss_mb']:>11}" for name, r in results.items()]
     return "\n".join([header, *rows])
 
@@ -203,8 +192,8 @@ def _parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--models", nargs="+", default=list(PARAMS), choices=sorted(MODELS))
+    parser.add_argument("--data-dir", type=Path, default=None, help="default: the config's gowalla.path")
+    parser.add_argument("--models", nargs="+", default=["bspm", "gfcf", "als"], choices=sorted(MODELS))
     parser.add_argument("--split", choices=["test", "validation"], default="test")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="MODEL.PARAM=VALUE", help="override a hyper-parameter")
@@ -219,11 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     output = args.output or (results_dir() / "gowalla.json" if args.split == "test" else None)
-    missing = [name for name in ("train.txt", "test.txt") if not (args.data_dir / name).is_file()]
+    cfg = load_settings().gowalla
+    data_dir = args.data_dir or cfg.data_dir
+    missing = [name for name in ("train.txt", "test.txt") if not (data_dir / name).is_file()]
     if missing:
-        parser.error(f"--data-dir {args.data_dir}: no {' or '.join(missing)} (the LightGCN split)")
-    run_gowalla_benchmark(args.data_dir, args.models, split=args.split, params=overrides,
-                          output=output)
+        parser.error(f"--data-dir {data_dir}: no {' or '.join(missing)} (the LightGCN split)")
+    run_gowalla_benchmark(data_dir, args.models, split=args.split, params=overrides, output=output, cfg=cfg)
     return 0
 
 

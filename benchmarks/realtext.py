@@ -302,7 +302,7 @@ def run_benchmark(settings: Settings, split: str = "validation", backends: Seque
 def student_scores(settings: Settings, reviews: Sequence[ReviewCase], queries: Sequence[QueryCase]) -> dict[str, Any]:
     """The distilled students of the newest distill run, if one exists: the query student (the stream's
     hot path) and the review student (the bulk reader of reviews), each read cold on these texts."""
-    from hybridrec.batch.distill import load_review_student, load_student
+    from hybridrec.registry import load_review_student, load_student
     from hybridrec.models.extraction.schema import QueryTags as Tags
 
     try:

@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 import orjson
 
-from hybridrec.batch.synthetic.entities import user_ids
+from hybridrec.synthetic.entities import user_ids
 from hybridrec.benchmarks import write_result
 from hybridrec.config import Settings
 
@@ -217,7 +217,7 @@ def run_benchmark(settings: Settings, rates: list[float], seconds: float) -> dic
                                       stdout=server_log, stderr=subprocess.STDOUT)
         try:
             _wait_ready(url, server)
-            warm = _warm(url, users, log_path, indices=len(SURFACES) * cfg.workers, api_key=api_key)
+            warm = _warm(url, users, log_path, indices=len(SURFACES) * cfg.processes, api_key=api_key)
             table = {}
             for rate in rates:
                 time.sleep(PAUSE_BETWEEN_RATES_S)
@@ -236,7 +236,7 @@ def run_benchmark(settings: Settings, rates: list[float], seconds: float) -> dic
     contended = load_at_start >= 1.0  # a core's worth of other work before this benchmark added its own
     metrics = {"p50_ms": reference["p50_ms"], "p95_ms": reference["p95_ms"], "p99_ms": reference["p99_ms"],
                "shed_share": reference["shed_share"], "by_rate": table, "seconds_per_rate": seconds,
-               "server": f"uvicorn, {cfg.workers} worker{'s' if cfg.workers > 1 else ''}, "
+               "server": f"uvicorn, {cfg.processes} worker{'s' if cfg.processes > 1 else ''}, "
                          f"max_concurrent_feeds {cfg.max_concurrent_feeds}, max_queue_ms {cfg.max_queue_ms:g}",
                "load_generator": "separate process, asyncio with keep-alive HTTP/1.1 connections, open loop; "
                                  "latency from the scheduled send time",

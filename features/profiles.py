@@ -13,7 +13,6 @@ import pandas as pd
 
 from hybridrec.features.ranking import ItemProfile, UserProfile, topic_parent
 
-TRENDING_DAYS = 3
 
 
 def _with_parents(frame: pd.DataFrame, topic_column: str) -> pd.DataFrame:
@@ -36,12 +35,14 @@ def _share_by_topic(evidence: pd.DataFrame, value: str) -> dict[str, dict[str, f
 
 def item_profiles(items: pd.DataFrame, interactions: pd.DataFrame, as_of: datetime,
                   item_tags: Mapping[str, Sequence[str]] | None = None,
-                  item_vectors: Mapping[str, Sequence[float]] | None = None) -> dict[str, ItemProfile]:
-    """``items``: item_id, topic_path, created_at, lat, lon. ``interactions``: the retrain matrix rows."""
+                  item_vectors: Mapping[str, Sequence[float]] | None = None, *,
+                  trending_days: float) -> dict[str, ItemProfile]:
+    """``items``: item_id, topic_path, created_at, lat, lon. ``interactions``: the retrain matrix rows.
+    ``trending_days``: the window of the trending feature (``retrain.trending_days``)."""
     positive = interactions[interactions["confidence"] > 0]
     popularity = positive.groupby("item_id")["confidence"].sum()
     engaged = positive.groupby("item_id").size()
-    recent = positive[positive["last_ts"] >= as_of - timedelta(days=TRENDING_DAYS)].groupby("item_id").size()
+    recent = positive[positive["last_ts"] >= as_of - timedelta(days=trending_days)].groupby("item_id").size()
     trending = (recent / engaged).fillna(0.0)
     item_tags, item_vectors = item_tags or {}, item_vectors or {}
     profiles = {}

@@ -312,7 +312,7 @@ def rollback(ctx: click.Context) -> None:
 @click.pass_context
 def runs(ctx: click.Context, limit: int) -> None:
     """Latest retrain and distill runs from the model registry: status, config hash, metrics."""
-    from hybridrec.batch.registry import run_history
+    from hybridrec.registry import run_history
     from hybridrec.lake import Lake
 
     history = run_history(Lake(_settings(ctx))).head(limit)
@@ -409,7 +409,7 @@ def bench_gowalla(ctx: click.Context, args: tuple[str, ...]) -> None:
     Flags pass through: --models bspm als, --split validation, --set bspm.ideal_rank=576
     (`hybridrec bench gowalla -- --help` lists them).
     """
-    data_dir = ["--data-dir", _settings(ctx).gowalla.path] if "--data-dir" not in args else []
+    data_dir = ["--data-dir", str(_settings(ctx).gowalla.data_dir)] if "--data-dir" not in args else []
     sys.exit(_benchmark("gowalla").main([*data_dir, *args]))
 
 

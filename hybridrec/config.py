@@ -21,6 +21,20 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "configs" / "default.yaml"
 ENV_PREFIX = "HYBRIDREC__"
 
+MODEL_CONFIG_SECTIONS = ("signals", "extraction", "distill", "retrain")
+"""Sections that shape what a retrain run learns and publishes: interaction weights (signals), the
+content features and tags (extraction), the topic classifier behind clips' predicted topics (distill)
+and the models, candidates and features themselves (retrain). Serving compares their hash with the
+published run's (:meth:`Settings.model_config_hash`). Serving's own section is left out: it shapes the
+feed at request time (limits, rules, timeouts) and may differ freely from the run's."""
+OPERATIONAL_KEYS = (
+    "extraction.chunk_docs", "extraction.answer_cache", "extraction.http.endpoint", "extraction.http.api_key_env",
+    "extraction.http.timeout_s", "extraction.http.retries", "extraction.http.backoff_s",
+    "extraction.http.concurrency", "extraction.llamacpp.n_threads", "extraction.llamacpp.n_batch",
+    "extraction.generative.batch_size", "retrain.models_dir", "retrain.keep_index_versions", "retrain.batch_users",
+)
+"""Keys of those sections that change how a job runs (where, how fast, how it recovers) but not what it learns."""
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,6 +68,11 @@ class OpenSearchSettings(_Section):
     index_prefix: str = "hybridrec"
     shards: int = Field(1, ge=1)
     replicas: int = Field(0, ge=0)
+    # The one client policy (hybridrec.search.ClientPolicy) of jobs and streams; a feed request waits
+    # serving.search_timeout_s instead and is never retried
+    timeout_s: float = Field(10.0, gt=0)
+    retries: int = Field(2, ge=0)  # on a connection error, a timeout or 502/503/504 ...
+    retry_backoff_s: float = Field(0.5, ge=0)  # ... after this long, doubling each time
 
     @property
     def url(self) -> str:
@@ -101,10 +120,6 @@ class SyntheticSettings(_Section):
     start_date: str = "2026-10-01"
 
 
-class GowallaSettings(_Section):
-    path: str = str(PROJECT_ROOT.parent / "shared" / "data" / "gowalla")
-
-
 class SignalSettings(_Section):
     """What one event says about a user's interest in its item, signed. One table for every reader:
     the retrain's interaction confidence (ALS, co-visitation), the long-term content profile of the
@@ -118,12 +133,16 @@ class SignalSettings(_Section):
     @field_validator("event_weights")
     @classmethod
     def _known_event_types(cls, weights: dict[str, float]) -> dict[str, float]:
-        from hybridrec.contract import EVENT_TYPES  # the contract's own imports are heavier than config's
+        return _known_event_types(weights)
 
-        unknown = sorted(set(weights) - set(EVENT_TYPES))
-        if unknown:
-            raise ValueError(f"unknown event types {unknown}; known: {list(EVENT_TYPES)}")
-        return weights
+
+def _known_event_types(by_type: dict[str, Any]) -> dict[str, Any]:
+    from hybridrec.contract import EVENT_TYPES  # the contract's own imports are heavier than config's
+
+    unknown = sorted(set(by_type) - set(EVENT_TYPES))
+    if unknown:
+        raise ValueError(f"unknown event types {unknown}; known: {list(EVENT_TYPES)}")
+    return by_type
 
 
 class StreamingSettings(_Section):
@@ -259,6 +278,7 @@ class GraphFilterSettings(_Section):
     ideal_rank: int = Field(128, ge=1)
     ideal_weight: float = Field(0.3, ge=0)
     sharpen_time: float = Field(1.0, ge=0)
+    sharpen_steps: int = Field(1, ge=1)  # RK4 steps over sharpen_time
 
 
 class RankerSettings(_Section):
@@ -268,6 +288,7 @@ class RankerSettings(_Section):
     min_child_samples: int = Field(50, ge=1)
     early_stopping_rounds: int = Field(30, ge=1)
     max_train_users: int = Field(20_000, ge=10)
+    validation_share: float = Field(0.1, gt=0, lt=1)  # of the training users, for early stopping
 
 
 class RetrainSettings(_Section):
@@ -275,15 +296,58 @@ class RetrainSettings(_Section):
 
     half_life_days: float = Field(14.0, gt=0)
     label_days: int = Field(3, ge=1)
+    # Relevance of a label-day event: what the ranker learns to put on top (views and skips are not engagement)
+    label_gains: dict[str, int] = Field(default_factory=lambda: {
+        "click": 1, "dwell": 1, "like": 2, "save": 2, "share": 2, "visit": 2})
+    trending_days: float = Field(3.0, gt=0)  # an item's trending feature: share of its engagement in these last days
     candidates_per_source: int = Field(100, ge=1)
     eval_k: int = Field(20, ge=1)
     batch_users: int = Field(2_000, ge=1)
     geo_radius_km: float = Field(5.0, gt=0)
     models_dir: str = "models"
     keep_index_versions: int = Field(3, ge=2)
+    seed: int = 0  # ALS and graph-filter initialisation, the ranker's sample of training users
+    heavy_user_items: int = Field(10, ge=1)  # evaluation segments: this many engaged items is "heavy", fewer "light"
+    covisit_neighbours: int = Field(20, ge=1)  # co-visited items published per item
+    graph_candidates: int = Field(100, ge=1)  # graph-filter candidates published per user
     als: ALSSettings = ALSSettings()
     graph_filter: GraphFilterSettings = GraphFilterSettings()
     ranker: RankerSettings = RankerSettings()
+
+    @field_validator("label_gains")
+    @classmethod
+    def _known_label_events(cls, gains: dict[str, int]) -> dict[str, int]:
+        return _known_event_types(gains)
+
+
+class GFCFSettings(_Section):
+    """GF-CF (models.collaborative.GFCFModel): BSPM's blurring without sharpening."""
+
+    ideal_rank: int = Field(256, ge=1)
+    ideal_weight: float = Field(0.3, ge=0)
+
+
+class GowallaSettings(_Section):
+    """The Gowalla benchmark (LightGCN split): where its files are, the protocol and each model's settings."""
+
+    path: str = "../shared/data/gowalla"  # train.txt and test.txt; relative to the project root
+    k: int = Field(20, ge=1)  # Recall@k / NDCG@k, as the published figures
+    validation_share: float = Field(0.1, gt=0, lt=1)  # of each user's training items, held out for tuning
+    validation_seed: int = 0
+    bspm: GraphFilterSettings = Field(default_factory=lambda: GraphFilterSettings(
+        ideal_rank=448, ideal_weight=0.15, sharpen_time=2.5, sharpen_steps=1))
+    gfcf: GFCFSettings = GFCFSettings()
+    als: ALSSettings = Field(default_factory=lambda: ALSSettings(
+        factors=512, regularization=30.0, alpha=40.0, iterations=15))
+
+    @property
+    def data_dir(self) -> Path:
+        path = Path(self.path)
+        return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
+
+    def model_params(self, name: str) -> dict[str, Any]:
+        """Keyword arguments of the models.collaborative model ``name`` (bspm, gfcf, als)."""
+        return getattr(self, name).model_dump()
 
 
 class ExperimentVariant(_Section):
@@ -302,8 +366,8 @@ class ServingSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    # Processes; 0 = one per core plus one: a feed waits on OpenSearch for part of its time and the
-    # extra process runs meanwhile. p99 at 100 req/s on 2 cores: 2 workers 48 ms, 3 workers 25-29, 4 38.
+    # Processes; 0 = one per core plus one (see ``processes``): a feed waits on OpenSearch for part of its
+    # time and the extra process runs meanwhile. p99 at 100 req/s on 2 cores: 2 workers 48 ms, 3 workers 25-29, 4 38.
     workers: int = Field(0, ge=0)
     api_keys: list[str] = Field(default_factory=list)  # write endpoints need one; empty: writes are refused
     read_requires_key: bool = True  # private by default: feeds reveal a user's tastes
@@ -344,10 +408,10 @@ class ServingSettings(_Section):
     max_concurrent_feeds: int = Field(1, ge=1)
     max_queue_ms: float = Field(100.0, gt=0)  # a feed not started this long after arriving answers degraded
 
-    @field_validator("workers")
-    @classmethod
-    def _workers_for_this_machine(cls, workers: int) -> int:
-        return workers or (os.cpu_count() or 1) + 1
+    @property
+    def processes(self) -> int:
+        """``workers`` on this machine, resolved when used so the declared 0 is what the config hash sees."""
+        return self.workers or (os.cpu_count() or 1) + 1
 
     @field_validator("user_token_secret")
     @classmethod
@@ -405,9 +469,26 @@ class Settings(_Section):
         return f"sqlite:///{self.home_path / 'lake' / 'catalog.db'}"
 
     def config_hash(self) -> str:
-        """Short hash of the effective settings, stamped on every artefact they produce."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+        """Short hash of the declared settings (machine-dependent values such as ``serving.workers: 0``
+        are resolved where used, not here), stamped on every artefact they produce."""
+        return _short_hash(self.model_dump(mode="json"))
+
+    def model_config_hash(self) -> str:
+        """Short hash of the settings that shape a trained model (:data:`MODEL_CONFIG_SECTIONS` less
+        :data:`OPERATIONAL_KEYS`): equal hashes mean the same config made the model."""
+        sections = {name: getattr(self, name).model_dump(mode="json") for name in MODEL_CONFIG_SECTIONS}
+        for key in OPERATIONAL_KEYS:
+            *parents, leaf = key.split(".")
+            node = sections
+            for part in parents:
+                node = node[part]
+            del node[leaf]
+        return _short_hash(sections)
+
+
+def _short_hash(data: dict[str, Any]) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 def _parse_env_value(raw: str) -> Any:

@@ -3,21 +3,99 @@
 Readers always go through an alias; writers build a new versioned index and swap the alias in one
 atomic ``_aliases`` call, so the feed is never served from a half-built index and the previous
 version stays for rollback.
+
+Every OpenSearch client of hybridrec is built here (:func:`opensearch_client`) under one
+timeout/retry policy (:class:`ClientPolicy`, settings ``opensearch.timeout_s``, ``retries``,
+``retry_backoff_s``): batch jobs and streaming wait and retry, a feed request (serving) has a
+deadline and is never retried.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from opensearchpy import OpenSearch, helpers
-from opensearchpy.exceptions import NotFoundError
+from opensearchpy import OpenSearch, Transport, helpers
+from opensearchpy.exceptions import ConnectionError, ConnectionTimeout, NotFoundError, TransportError
 
 from hybridrec.config import Settings
 
 log = logging.getLogger(__name__)
+
+
+RETRY_ON_STATUS = (502, 503, 504)  # the node or a proxy in front of it is briefly unavailable
+
+
+@dataclass(frozen=True)
+class ClientPolicy:
+    """How long one request may take and how a failed one is retried.
+
+    A connection error, a timeout or a 502/503/504 is retried up to ``retries`` times, after
+    ``backoff_s``, then twice that, and so on (the stock transport retries at once, which only hits
+    a restarting node again). Any other error is the request's own fault and is raised at once."""
+
+    timeout_s: float
+    retries: int
+    backoff_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings, deadline_s: float | None = None) -> "ClientPolicy":
+        """The policy of jobs and streams, or with ``deadline_s`` that of a caller answering a request
+        within that long (a feed): one attempt, as a retry after a timeout cannot meet the deadline and
+        the caller has a degraded answer ready."""
+        if deadline_s is not None:
+            return cls(timeout_s=deadline_s, retries=0, backoff_s=0.0)
+        cfg = settings.opensearch
+        return cls(timeout_s=cfg.timeout_s, retries=cfg.retries, backoff_s=cfg.retry_backoff_s)
+
+    def delay_s(self, attempt: int) -> float:
+        """Wait before retry number ``attempt`` (0-based)."""
+        return self.backoff_s * 2 ** attempt
+
+    def retryable(self, err: TransportError) -> bool:
+        return isinstance(err, ConnectionError) or err.status_code in RETRY_ON_STATUS
+
+
+class PolicyTransport(Transport):
+    """opensearch-py's transport with :class:`ClientPolicy`'s retries and back-off."""
+
+    def __init__(self, hosts: Any, *, policy: ClientPolicy, **kwargs: Any):
+        super().__init__(hosts, max_retries=0, **kwargs)
+        self.policy = policy
+
+    def perform_request(self, *args: Any, **kwargs: Any) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return super().perform_request(*args, **kwargs)
+            except TransportError as err:
+                if attempt >= self.policy.retries or not self.policy.retryable(err):
+                    raise
+                delay = self.policy.delay_s(attempt)
+                log.warning("OpenSearch request failed (%s); retry %d of %d in %.2f s", _short(err), attempt + 1,
+                            self.policy.retries, delay)
+                time.sleep(delay)
+                attempt += 1
+
+
+def _short(err: TransportError) -> str:
+    return type(err).__name__ if isinstance(err, ConnectionTimeout) else str(err)[:200]
+
+
+def opensearch_client(settings: Settings, deadline_s: float | None = None, **options: Any) -> OpenSearch:
+    """A client under the one policy (see :meth:`ClientPolicy.from_settings`); ``options`` are
+    connection options (serializer, pool size), never timeouts or retries."""
+    policy = ClientPolicy.from_settings(settings, deadline_s)
+    return OpenSearch(hosts=[settings.opensearch.url], timeout=policy.timeout_s, transport_class=PolicyTransport,
+                      policy=policy, **options)
+
+
+def alias_name(settings: Settings, name: str) -> str:
+    """The alias (or index) ``name`` of this deployment: ``<opensearch.index_prefix>-<name>``."""
+    return f"{settings.opensearch.index_prefix}-{name}"
 
 
 def knn_vector_field(dimension: int) -> dict[str, Any]:
@@ -38,13 +116,12 @@ class Hit:
 
 
 class SearchStore:
-    def __init__(self, settings: Settings, timeout_s: float = 10.0):
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.client = OpenSearch(hosts=[settings.opensearch.url], timeout=timeout_s, max_retries=2,
-                                 retry_on_timeout=True)
+        self.client = opensearch_client(settings)
 
     def alias_name(self, name: str) -> str:
-        return f"{self.settings.opensearch.index_prefix}-{name}"
+        return alias_name(self.settings, name)
 
     def create_index(self, alias: str, version: str, properties: dict[str, Any], metadata: dict[str, str]) -> str:
         """Create ``<alias>--<version>`` (replacing a failed earlier attempt of the same version)."""

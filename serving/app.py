@@ -107,7 +107,7 @@ def create_app(settings: Settings, warm_item_cache: bool = True, rate_limit_tabl
     cfg = settings.serving
     metrics = ServingMetrics()
     store = ServingStore(settings)
-    rankers = RankerRegistry(settings, store)
+    rankers = RankerRegistry(settings, store, metrics)
     fallback = FallbackFeed(fallback_path(settings))
     taxonomy = load_taxonomy()
     pipeline = FeedPipeline(settings, store, rankers, fallback, metrics, taxonomy, warm_item_cache)
@@ -233,7 +233,9 @@ def create_app(settings: Settings, warm_item_cache: bool = True, rate_limit_tabl
         checks = {"opensearch": store.ping(), "kafka": writer.reachable(),
                   **{f"model_{s}": run is not None for s, run in rankers.ready().items()},
                   "fallback": fallback.available}
-        body = {"ready": all(checks.values()), "checks": checks, "runs": rankers.ready()}
+        # A run made under another model config still serves: reported, not a readiness failure
+        body = {"ready": all(checks.values()), "checks": checks, "runs": rankers.ready(),
+                "config_match": rankers.config_match()}
         return JSONResponse(status_code=200 if body["ready"] else 503, content=body)
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)

@@ -43,8 +43,8 @@ def serve(settings: Settings) -> None:
     if not cfg.api_keys:
         log.warning("no serving.api_keys: writes%s will answer 403; set HYBRIDREC__SERVING__API_KEYS='[\"<key>\"]'",
                     " and reads" if cfg.read_requires_key else "")
-    if cfg.workers > 1:  # worker processes import the app themselves: they read the same config
-        config = uvicorn.Config("hybridrec.serving.asgi:app", host=cfg.host, port=cfg.port, workers=cfg.workers,
+    if cfg.processes > 1:  # worker processes import the app themselves: they read the same config
+        config = uvicorn.Config("hybridrec.serving.asgi:app", host=cfg.host, port=cfg.port, workers=cfg.processes,
                                 **UVICORN_OPTIONS)
         with shared_table(cfg.rate_limit_slots):  # one rate-limit budget for all workers
             Multiprocess(config, sockets=[listening_socket(cfg.host, cfg.port)]).run()

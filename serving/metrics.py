@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -25,3 +25,6 @@ class ServingMetrics:
         self.errors = Counter("hybridrec_errors", "Unexpected errors by route", ["route"], registry=self.registry)
         self.events = Counter("hybridrec_events_accepted", "Events and queries produced to Kafka", ["kind"],
                               registry=self.registry)
+        self.model_config_match = Gauge("hybridrec_model_config_match",
+                                        "1 when the served run was made under this server's model config, 0 when not",
+                                        ["surface"], registry=self.registry)

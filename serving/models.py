@@ -1,9 +1,14 @@
 """The rankers being served: the run the published index names, reloaded when the alias moves.
 
 The items alias of each surface carries its run id in ``_meta``; the ranker file of that run is
-loaded from ``<home>/<models_dir>/<run_id>/ranker-<surface>.txt``. The alias is re-checked at most
-every ``serving.model_check_interval_s`` seconds, so a retrain's alias swap reaches the server
-without a restart and the features and model always come from the same run.
+loaded from where the model registry keeps it (:func:`hybridrec.registry.ranker_path`). The alias is
+re-checked at most every ``serving.model_check_interval_s`` seconds, so a retrain's alias swap reaches
+the server without a restart and the features and model always come from the same run.
+
+Each published run carries the hash of the config that shaped it (``Settings.model_config_hash``).
+A run made under another model config than the server's is still served (it is the run the indices
+hold), but the registry says so: a warning in the log, ``/readyz``'s ``config_match`` and the
+``hybridrec_model_config_match`` gauge.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from pathlib import Path
 
 from hybridrec.config import Settings
 from hybridrec.models.ranker import Ranker
+from hybridrec.registry import ranker_path
+from hybridrec.serving.metrics import ServingMetrics
 from hybridrec.serving.store import ServingStore
 
 log = logging.getLogger(__name__)
@@ -27,6 +34,22 @@ class ServedModel:
     ranker: Ranker
     content_dim: int | None
     items_index: str  # the concrete index the run published: candidates come from it, never from a newer one
+
+
+@dataclass(frozen=True)
+class ConfigMatch:
+    """The served run's model-config hash against the server's own."""
+
+    run_id: str
+    run_hash: str | None  # None: the run was published before runs carried the hash
+    server_hash: str
+
+    @property
+    def match(self) -> bool:
+        return self.run_hash == self.server_hash
+
+    def as_dict(self) -> dict[str, str | bool | None]:
+        return {"run_id": self.run_id, "run": self.run_hash, "server": self.server_hash, "match": self.match}
 
 
 class ModelUnavailable(RuntimeError):
@@ -42,9 +65,10 @@ class ServedRunUnreadable(ModelUnavailable):
 
 
 class RankerRegistry:
-    def __init__(self, settings: Settings, store: ServingStore):
-        self.store = store
-        self.models_dir = settings.home_path / settings.retrain.models_dir
+    def __init__(self, settings: Settings, store: ServingStore, metrics: ServingMetrics | None = None):
+        self.settings, self.store, self.metrics = settings, store, metrics
+        self.model_config_hash = settings.model_config_hash()
+        self._config: dict[str, ConfigMatch] = {}
         self.interval_s = settings.serving.model_check_interval_s
         self._served: dict[str, ServedModel] = {}
         self._loaded: dict[tuple[str, str], Ranker] = {}
@@ -53,7 +77,7 @@ class RankerRegistry:
         self._lock = threading.Lock()
 
     def path(self, run_id: str, surface: str) -> Path:
-        return self.models_dir / run_id / f"ranker-{surface}.txt"
+        return ranker_path(self.settings, run_id, surface)
 
     def ranker(self, run_id: str, surface: str) -> Ranker:
         """A specific run's ranker (an experiment variant may pin one), loaded once."""
@@ -84,7 +108,7 @@ class RankerRegistry:
 
     def _refresh(self, surface: str) -> None:
         try:
-            index, run_id, content_dim = self.store.served_run(surface)
+            index, run_id, content_dim, run_hash = self.store.served_run(surface)
         except Exception as err:  # noqa: BLE001 - OpenSearch down or not published: keep what we have
             self._read_errors[surface] = str(err)
             log.warning("cannot read the served %s run (%s); keeping the loaded model", surface, err)
@@ -98,6 +122,20 @@ class RankerRegistry:
                 log.error("cannot serve run %s: %s; keeping the loaded model", run_id, err)
                 return
             log.info("serving %s run %s (was %s)", surface, run_id, current.run_id if current else "none")
+            self._note_config(surface, ConfigMatch(run_id, run_hash, self.model_config_hash))
+
+    def _note_config(self, surface: str, config: ConfigMatch) -> None:
+        self._config[surface] = config
+        if not config.match:
+            log.warning("the %s run %s was made under model config %s, this server's is %s: serving it anyway; "
+                        "retrain under this config or serve with the run's", surface, config.run_id,
+                        config.run_hash or "unknown", config.server_hash)
+        if self.metrics is not None:
+            self.metrics.model_config_match.labels(surface).set(1 if config.match else 0)
+
+    def config_match(self) -> dict[str, dict[str, str | bool | None] | None]:
+        """Per surface, the served run's model-config hash against the server's (None: no run loaded)."""
+        return {s: (self._config[s].as_dict() if s in self._config else None) for s in ("place", "clip")}
 
     def ready(self) -> dict[str, str | None]:
         return {s: (self._served[s].run_id if s in self._served else None) for s in ("place", "clip")}

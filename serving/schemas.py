@@ -93,14 +93,26 @@ class Health(_Body):
     status: Literal["ok"]
 
 
+class ConfigMatch(_Body):
+    run_id: str
+    run: str | None = Field(description="model-config hash the run was made under; null: made before runs had one")
+    server: str = Field(description="this server's model-config hash")
+    match: bool
+
+
 class Readiness(_Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "ready": True, "checks": {"opensearch": True, "kafka": True, "model_place": True, "model_clip": True,
                                   "fallback": True},
-        "runs": {"place": "20261128T020000-3f2a", "clip": "20261128T020000-3f2a"}}]})
+        "runs": {"place": "20261128T020000-3f2a", "clip": "20261128T020000-3f2a"},
+        "config_match": {"place": {"run_id": "20261128T020000-3f2a", "run": "9c1e0b7d2a4f6e81",
+                                   "server": "9c1e0b7d2a4f6e81", "match": True}, "clip": None}}]})
     ready: bool
     checks: dict[str, bool] = Field(description="each dependency: true when available")
     runs: dict[str, str | None] = Field(description="the run served per surface; null: none loaded")
+    config_match: dict[str, ConfigMatch | None] = Field(
+        description="per surface, the served run's model-config hash against this server's (a mismatch still "
+                    "serves, and is reported here and in hybridrec_model_config_match); null: no run loaded")
 
 
 def problems(*statuses: int) -> dict[int | str, dict]:

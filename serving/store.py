@@ -1,9 +1,9 @@
 """OpenSearch as serving reads it: few round trips, short timeouts, fast JSON.
 
 Serving has its own client rather than :class:`hybridrec.search.SearchStore`'s because a feed
-request must fail fast (no retries, a sub-second timeout, so degraded mode answers in time) and
-spends a visible share of its time parsing item vectors, which orjson does several times faster.
-Index names still come from the store's alias naming.
+request has a deadline (``serving.search_timeout_s``, never retried, so degraded mode answers in time:
+:class:`hybridrec.search.ClientPolicy`) and spends a visible share of its time parsing item vectors,
+which orjson does several times faster. Index names come from the store's alias naming.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError
 from opensearchpy.serializer import JSONSerializer
 
 from hybridrec.config import Settings
 from hybridrec.features.documents import items_alias, users_alias
-from hybridrec.search import SearchStore
+from hybridrec.runinfo import MODEL_CONFIG_HASH
+from hybridrec.search import alias_name, opensearch_client
 
 RUN_ID_META = "hybridrec.run-id"
 REQUEST_THREADS = 40  # FastAPI's thread pool: a connection per thread, so none is closed and reopened under load
@@ -36,14 +36,12 @@ class ServingStore:
     """The published item/user aliases and the real-time user-context index, read-only."""
 
     def __init__(self, settings: Settings):
-        naming = SearchStore(settings)  # only for alias naming: its client connects lazily, never used here
         self.timeout_s = settings.serving.search_timeout_s
-        self.client = OpenSearch(hosts=[settings.opensearch.url], timeout=self.timeout_s, max_retries=0,
-                                 retry_on_timeout=False, serializer=_OrjsonSerializer(),
-                                 pool_maxsize=REQUEST_THREADS)
-        self.context_index = naming.alias_name(settings.streaming.context_index)
-        self._items = {s: naming.alias_name(items_alias(s)) for s in ("place", "clip")}
-        self._users = {s: naming.alias_name(users_alias(s)) for s in ("place", "clip")}
+        self.client = opensearch_client(settings, deadline_s=self.timeout_s, serializer=_OrjsonSerializer(),
+                                        pool_maxsize=REQUEST_THREADS)
+        self.context_index = alias_name(settings, settings.streaming.context_index)
+        self._items = {s: alias_name(settings, items_alias(s)) for s in ("place", "clip")}
+        self._users = {s: alias_name(settings, users_alias(s)) for s in ("place", "clip")}
 
     def items_index(self, surface: str) -> str:
         return self._items[surface]
@@ -105,9 +103,10 @@ class ServingStore:
             if scroll_id:
                 self.client.clear_scroll(scroll_id=scroll_id, ignore=(404,))
 
-    def served_run(self, surface: str) -> tuple[str, str, int | None]:
-        """(index the items alias points at, run id in its ``_meta``, content vector dimension or None);
-        one small request, cheap enough to poll."""
+    def served_run(self, surface: str) -> tuple[str, str, int | None, str | None]:
+        """(index the items alias points at, run id in its ``_meta``, content vector dimension or None,
+        the run's model-config hash or None for a run published before runs carried one); one small
+        request, cheap enough to poll."""
         alias = self._items[surface]
         try:
             mapping = self.client.indices.get_mapping(index=alias)
@@ -118,7 +117,7 @@ class ServingStore:
         if not run_id:
             raise LookupError(f"index {index} has no {RUN_ID_META} in its _meta")
         content = body["mappings"].get("properties", {}).get("content_vector")
-        return index, run_id, (content or {}).get("dimension")
+        return index, run_id, (content or {}).get("dimension"), body["mappings"]["_meta"].get(MODEL_CONFIG_HASH)
 
     def ping(self) -> bool:
         try:

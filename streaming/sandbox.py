@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from hybridrec.batch.synthetic import generate_world
+from hybridrec.synthetic import generate_world
 from hybridrec.bus import delete_topics
 from hybridrec.config import Settings, SyntheticSettings
 from hybridrec.contract import CLIPS, EVENTS, PLACES, SEARCH_QUERIES, SURFACES

@@ -148,7 +148,7 @@ def make_query_tagger(settings: Settings, threads: int | None = None, reader: st
     elif reader == "rules":
         impl = RuleQueryReader(load_taxonomy(), cfg.max_keyword_chars)
     elif reader == "student":
-        from hybridrec.batch.distill import load_student  # the model registry (a batch module, for now)
+        from hybridrec.registry import load_student
 
         student = load_student(settings)
         log.info("query tagging by the student of %s", student.header.get("run_id"))

@@ -194,6 +194,27 @@ def test_soccer_only_user_sees_no_baseball_clips(client, settings):
     assert any(t.startswith("sports/soccer") for t in topics), topics
 
 
+def test_a_run_made_under_another_model_config_is_served_and_reported(client, settings, world, warm_user):
+    """The run was published under ``settings``; a server whose own model config differs (another label
+    window) still serves that run, and says so in /readyz and in the gauge, per surface."""
+    same = client.get("/readyz").json()["config_match"]
+    assert all(same[s]["match"] and same[s]["run"] == settings.model_config_hash() for s in SURFACES), same
+    other = settings.model_copy(update={
+        "retrain": settings.retrain.model_copy(update={"label_days": settings.retrain.label_days + 1})})
+    assert other.model_config_hash() != settings.model_config_hash()
+    with TestClient(create_app(other)) as mismatched:
+        ready = mismatched.get("/readyz")
+        body = _feed(mismatched, warm_user, "clip")
+        metrics = mismatched.get("/metrics").text
+    assert ready.status_code == 200 and ready.json()["ready"] is True, ready.text
+    for surface in SURFACES:
+        assert ready.json()["config_match"][surface] == {
+            "run_id": world[1], "run": settings.model_config_hash(), "server": other.model_config_hash(),
+            "match": False}
+        assert f'hybridrec_model_config_match{{surface="{surface}"}} 0.0' in metrics
+    assert body["degraded"] is False and body["run_id"] == world[1]
+
+
 def test_dead_opensearch_answers_from_the_fallback_file(settings):
     dead = settings.model_copy(update={
         "opensearch": settings.opensearch.model_copy(update={"port": 1}),

@@ -96,8 +96,8 @@ def test_a_rerun_reads_only_the_changed_review(settings, first_run):
 def test_distill_learns_from_the_extracted_world_and_serves_the_stream(settings, first_run, tmp_path):
     """`hybridrec distill` end to end on the extraction's outputs: registry row, loadable models, the
     stream's tagger is the student."""
-    from hybridrec.batch.distill import distill_job, distilled_files, load_topic_classifier
-    from hybridrec.batch.registry import run_history
+    from hybridrec.batch.distill import distill_job
+    from hybridrec.registry import distilled_files, load_topic_classifier, run_history
     from hybridrec.contract import QueryIntent
     from hybridrec.models.extraction import make_query_tagger
 

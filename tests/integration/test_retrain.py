@@ -5,7 +5,7 @@ import json
 import pytest
 
 from hybridrec.batch.publish import fallback_path, rollback
-from hybridrec.batch.registry import run_history
+from hybridrec.registry import run_history
 from hybridrec.batch.retrain import retrain_job
 from hybridrec.contract import EVALUATION_RUNS
 from hybridrec.features.documents import items_alias, users_alias

@@ -196,12 +196,12 @@ def test_a_service_error_with_a_log_tail_is_its_first_line(services_down, monkey
 
 
 def test_a_bug_keeps_its_traceback(services_down, monkeypatch):
-    import hybridrec.batch.registry
+    import hybridrec.registry
 
     def buggy(lake):
         return {}["no such key"]
 
-    monkeypatch.setattr(hybridrec.batch.registry, "run_history", buggy)
+    monkeypatch.setattr(hybridrec.registry, "run_history", buggy)
     result = CliRunner().invoke(cli, ["runs"], env=services_down)
     assert isinstance(result.exception, KeyError) and result.exit_code == 1
 

@@ -1,7 +1,8 @@
 import pytest
-from pydantic import ValidationError
+import yaml
+from pydantic import BaseModel, ValidationError
 
-from hybridrec.config import DEFAULT_CONFIG_FILE, SignalSettings, load_settings
+from hybridrec.config import DEFAULT_CONFIG_FILE, OPERATIONAL_KEYS, Settings, SignalSettings, load_settings
 
 
 def test_default_file_loads_and_validates():
@@ -19,13 +20,65 @@ def test_environment_overrides_nested_keys_with_typed_values():
 
 def test_serving_workers_default_to_one_per_core_plus_one(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 8)
-    assert load_settings(environ={}).serving.workers == 9
-    assert load_settings(environ={"HYBRIDREC__SERVING__WORKERS": "2"}).serving.workers == 2
+    assert load_settings(environ={}).serving.processes == 9
+    assert load_settings(environ={"HYBRIDREC__SERVING__WORKERS": "2"}).serving.processes == 2
+
+
+def test_config_hash_is_the_declared_settings_not_the_machine(monkeypatch):
+    """``serving.workers: 0`` means "per core": resolved where used, so two machines hash one config alike."""
+    seen = {}
+    for cores in (2, 64):
+        monkeypatch.setattr("os.cpu_count", lambda: cores)
+        settings = load_settings(environ={})
+        seen[cores] = (settings.serving.processes, settings.config_hash(), settings.model_config_hash())
+    assert seen[2][0] == 3 and seen[64][0] == 65
+    assert seen[2][1:] == seen[64][1:]
+
+
+def test_default_file_declares_every_setting():
+    """One config object: every key of the settings is in configs/default.yaml (where its comment is)."""
+    declared = yaml.safe_load(DEFAULT_CONFIG_FILE.read_text())
+
+    def missing(model: BaseModel, node: dict, prefix: str) -> list[str]:
+        out = []
+        for name in type(model).model_fields:
+            if name not in node:
+                out.append(prefix + name)
+            elif isinstance(value := getattr(model, name), BaseModel):
+                out += missing(value, node[name], f"{prefix}{name}.")
+        return out
+
+    assert missing(Settings(), declared, "") == []
+    assert load_settings(environ={}) == Settings()  # and the file's values are the code's defaults
+
+
+def test_model_config_hash_follows_what_shapes_a_model_only():
+    base = load_settings(environ={}).model_config_hash()
+    for changed in ({"HYBRIDREC__RETRAIN__RANKER__NUM_LEAVES": "15"}, {"HYBRIDREC__SIGNALS__DWELL_FULL_MS": "1000"},
+                    {"HYBRIDREC__EXTRACTION__EMBEDDER": "use-m3-pieces"}, {"HYBRIDREC__DISTILL__MAX_TAGS": "2"}):
+        assert load_settings(environ=changed).model_config_hash() != base, changed
+    for same in ({"HYBRIDREC__SERVING__MMR_LAMBDA": "0.5"}, {"HYBRIDREC__RETRAIN__MODELS_DIR": "elsewhere"},
+                 {"HYBRIDREC__EXTRACTION__CHUNK_DOCS": "10"}, {"HYBRIDREC__OPENSEARCH__PORT": "19200"}):
+        assert load_settings(environ=same).model_config_hash() == base, same
+
+
+def test_operational_keys_name_real_settings():
+    settings = Settings()
+    for key in OPERATIONAL_KEYS:
+        node = settings
+        for part in key.split("."):
+            assert part in type(node).model_fields, key
+            node = getattr(node, part)
 
 
 def test_event_weights_of_unknown_event_types_are_a_config_error():
     with pytest.raises(ValidationError, match="purchase"):
         SignalSettings(event_weights={"purchase": 5.0})
+
+
+def test_label_gains_of_unknown_event_types_are_a_config_error():
+    with pytest.raises(ValidationError, match="purchase"):
+        load_settings(environ={"HYBRIDREC__RETRAIN__LABEL_GAINS": "{click: 1, purchase: 3}"})
 
 
 def test_unknown_key_is_rejected_not_ignored():

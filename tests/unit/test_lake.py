@@ -34,6 +34,7 @@ def test_replace_is_idempotent_and_stamped(lake, tmp_lake_settings):
     assert lake.count(EVENTS) == 50
     props = lake.snapshot_properties(EVENTS)
     assert props["hybridrec.run-id"] == run.run_id and props["hybridrec.config-hash"] == tmp_lake_settings.config_hash()
+    assert props["hybridrec.model-config-hash"] == tmp_lake_settings.model_config_hash()
 
 
 def test_events_land_in_day_partitions(lake, tmp_lake_settings):

@@ -3,7 +3,7 @@ is an interest with its words), and the factory the stream, distill and serving 
 
 import pytest
 
-from hybridrec.batch.synthetic import generate_world
+from hybridrec.synthetic import generate_world
 from hybridrec.config import SyntheticSettings, load_settings
 from hybridrec.contract import SEARCH_QUERIES, TRUTH_QUERY_LABELS, QueryIntent
 from hybridrec.models.extraction import make_query_tagger

@@ -21,7 +21,7 @@ from hybridrec.batch import query_pool
 from hybridrec.batch.distill import held_out, load_gold
 from hybridrec.batch.query_pool import QueryPool
 from hybridrec.batch.review_pool import review_pool
-from hybridrec.batch.synthetic import generate_world, text as synthetic_text
+from hybridrec.synthetic import generate_world, text as synthetic_text
 from hybridrec.config import Settings, SyntheticSettings
 from hybridrec.contract import CLIPS, REVIEWS, SEARCH_QUERIES
 from hybridrec.evalsets import (

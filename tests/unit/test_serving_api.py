@@ -68,6 +68,7 @@ def test_writes_need_a_key_and_reject_unknown_fields(client):
 def test_readiness_reports_what_is_missing(client):
     response = client.get("/readyz")
     assert response.status_code == 503 and Readiness.model_validate(response.json()).checks["opensearch"] is False
+    assert response.json()["config_match"] == {"place": None, "clip": None}  # no run loaded to compare
     assert client.get("/healthz").status_code == 200 and Health.model_validate(client.get("/healthz").json())
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from hybridrec.batch.synthetic import WorldSummary, generate_world, text
+from hybridrec.synthetic import WorldSummary, generate_world, text
 from hybridrec.config import SyntheticSettings
 from hybridrec.contract import RAW_TABLES, TRUTH_TABLES
 from hybridrec.taxonomy import ASPECTS, Taxonomy, Tag, load_taxonomy
@@ -242,7 +242,7 @@ def test_drifted_interest_shows_up_only_after_its_first_day(world):
 
 def test_user_ids_are_opaque_unique_and_fixed_by_the_seed(world):
     """Sequential ids (u00042) would let anyone enumerate users and read their order of sign-up."""
-    from hybridrec.batch.synthetic.entities import user_ids
+    from hybridrec.synthetic.entities import user_ids
 
     ids = world["users"].user_id.tolist()
     assert len(set(ids)) == len(ids) and all(re.fullmatch(r"u[0-9a-f]{16}", u) for u in ids)

@@ -1,4 +1,10 @@
-"""Model registry: an append-only Iceberg log of retrain runs, so any model traces back to its data."""
+"""The model registry: where every job's runs are logged and where their model files live.
+
+An append-only Iceberg log of runs (``ops.model_registry``), so any model traces back to its data and
+config, and the one place that knows a run's folder and file names. Batch jobs record runs here,
+streaming loads the distilled query student from here and serving loads the published run's ranker
+from here, so none of them imports another's modules to find a model.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,36 @@ from datetime import datetime, timezone
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
+from hybridrec.config import Settings
 from hybridrec.contract import MODEL_REGISTRY, TableSpec
-from hybridrec.lake import Lake
 from hybridrec.pipeline import Step, run_steps
 from hybridrec.runinfo import RunContext
 
+if TYPE_CHECKING:  # serving reads model files only: it need not load the Iceberg client
+    from hybridrec.lake import Lake
+    from hybridrec.models.review_student import ReviewStudent
+    from hybridrec.models.student import QueryStudent, TopicClassifier
+    from hybridrec.taxonomy import Taxonomy
+
+
+def run_dir(settings: Settings, run_id: str) -> Path:
+    """The folder of a run's model files: ``<home>/<retrain.models_dir>/<run_id>``."""
+    return settings.home_path / settings.retrain.models_dir / run_id
+
+
+def ranker_path(settings: Settings, run_id: str, surface: str) -> Path:
+    """The LightGBM ranker a retrain run trained for ``surface``."""
+    return run_dir(settings, run_id) / f"ranker-{surface}.txt"
+
 
 class Registry:
+    """Logs one run of a job: its input snapshots, then how it ended."""
+
     def __init__(self, lake: Lake, run: RunContext):
         self.lake, self.run = lake, run
 
@@ -74,3 +101,29 @@ def latest_model_files(lake: Lake, job: str, run_id: str | None = None) -> tuple
         raise LookupError(f"no {wanted} in the model registry: run `hybridrec {job}` first")
     row = runs.iloc[0]
     return row["run_id"], json.loads(row["model_files"])
+
+
+def distilled_files(settings: Settings) -> tuple[str, dict[str, str]]:
+    """(run id, files) of the distill run in use: ``distill.student_run`` or the newest that succeeded."""
+    from hybridrec.lake import Lake
+
+    return latest_model_files(Lake(settings), "distill", settings.distill.student_run or None)
+
+
+def load_student(settings: Settings) -> QueryStudent:
+    from hybridrec.models.student import QueryStudent
+
+    return QueryStudent.load(Path(distilled_files(settings)[1]["student"]))
+
+
+def load_review_student(settings: Settings, taxonomy: Taxonomy | None = None) -> ReviewStudent:
+    from hybridrec.models.review_student import ReviewStudent
+    from hybridrec.taxonomy import load_taxonomy
+
+    return ReviewStudent.load(Path(distilled_files(settings)[1]["review_student"]), taxonomy or load_taxonomy())
+
+
+def load_topic_classifier(settings: Settings) -> TopicClassifier:
+    from hybridrec.models.student import TopicClassifier
+
+    return TopicClassifier.load(Path(distilled_files(settings)[1]["topic_classifier"]))

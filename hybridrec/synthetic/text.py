@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import re
 
-from hybridrec.batch.synthetic.common import Region
+from hybridrec.synthetic.common import Region
 from hybridrec.taxonomy import Tag
 
 _SLOT = re.compile(r"\{kw(?::([^/}]+)/([^}]+))?\}")

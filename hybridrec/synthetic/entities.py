@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from hybridrec.batch.synthetic import text
-from hybridrec.batch.synthetic.common import (
+from hybridrec.synthetic import text
+from hybridrec.synthetic.common import (
     DAY_US, REGION_LAT, REGION_LON, REGION_WEIGHTS, REGIONS, SECOND_US, Window, format_ids, gumbel_top_k, id_width,
     jitter, opaque_ids, text_random, timestamps, zipf_weights,
 )

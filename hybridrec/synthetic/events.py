@@ -13,12 +13,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hybridrec.batch.synthetic.catalog import Catalog
-from hybridrec.batch.synthetic.common import (
+from hybridrec.synthetic.catalog import Catalog
+from hybridrec.synthetic.common import (
     DAY_US, REGION_LAT, REGION_LON, REGIONS, SECOND_US, Window, format_ids, jitter, sample_rows, stream, timestamps,
 )
-from hybridrec.batch.synthetic.content import QueryLog
-from hybridrec.batch.synthetic.entities import Topics, Users
+from hybridrec.synthetic.content import QueryLog
+from hybridrec.synthetic.entities import Topics, Users
 from hybridrec.config import SyntheticSettings
 from hybridrec.contract import EVENT_TYPES, EVENTS, SURFACES, EventType, Surface
 

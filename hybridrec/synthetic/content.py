@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from hybridrec.batch.synthetic import text
-from hybridrec.batch.synthetic.catalog import Catalog
-from hybridrec.batch.synthetic.common import (
+from hybridrec.synthetic import text
+from hybridrec.synthetic.catalog import Catalog
+from hybridrec.synthetic.common import (
     DAY_US, REGIONS, SECOND_US, SegmentSampler, Window, format_ids, id_width, sample_rows, sample_with_fallback,
     text_random, timestamps,
 )
-from hybridrec.batch.synthetic.entities import Places, Topics, Users
+from hybridrec.synthetic.entities import Places, Topics, Users
 from hybridrec.config import SyntheticSettings
 from hybridrec.contract import REVIEWS, SEARCH_QUERIES, TRUTH_QUERY_LABELS, TRUTH_REVIEW_TAGS, QueryIntent
 from hybridrec.taxonomy import Taxonomy

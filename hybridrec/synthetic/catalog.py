@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hybridrec.batch.synthetic.common import REGIONS, SegmentSampler, sample_with_fallback
-from hybridrec.batch.synthetic.entities import Clips, Places, Topics
+from hybridrec.synthetic.common import REGIONS, SegmentSampler, sample_with_fallback
+from hybridrec.synthetic.entities import Clips, Places, Topics
 
 
 class Catalog:

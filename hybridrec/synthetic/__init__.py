@@ -20,11 +20,11 @@ from typing import Iterable, Iterator
 
 import pyarrow as pa
 
-from hybridrec.batch.synthetic.catalog import Catalog
-from hybridrec.batch.synthetic.common import Window, stream
-from hybridrec.batch.synthetic.content import make_queries, make_reviews
-from hybridrec.batch.synthetic.entities import Topics, interests_table, make_clips, make_places, make_users, users_table
-from hybridrec.batch.synthetic.events import EventSimulator
+from hybridrec.synthetic.catalog import Catalog
+from hybridrec.synthetic.common import Window, stream
+from hybridrec.synthetic.content import make_queries, make_reviews
+from hybridrec.synthetic.entities import Topics, interests_table, make_clips, make_places, make_users, users_table
+from hybridrec.synthetic.events import EventSimulator
 from hybridrec.config import SyntheticSettings
 from hybridrec.contract import (
     CLIPS, EVENTS, PLACES, REVIEWS, SEARCH_QUERIES, TRUTH_ITEM_TAGS, TRUTH_QUERY_LABELS, TRUTH_REVIEW_TAGS,
