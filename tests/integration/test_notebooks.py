@@ -1,7 +1,6 @@
 """Analyst notebooks run in a real Jupyter kernel (nbclient) against a small world that went through
 extraction and one retrain, and their outputs say what an analyst would look for."""
 
-from pathlib import Path
 
 import nbformat
 import pytest

@@ -16,7 +16,6 @@ import scipy.sparse as sp
 
 from hybridrec.models.collaborative import (
     MODELS,
-    ALSModel,
     BSPMModel,
     CollaborativeModel,
     top_k,
