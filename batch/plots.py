@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
-import pandas as pd  # noqa: E402
+import pandas as pd
+from matplotlib.figure import Figure
 
 
 def plot_run_evaluation(evaluation: pd.DataFrame, path: Path, k: int) -> Path:
     """Bar chart of NDCG@K and Recall@K per model and surface, over all held-out users."""
     overall = evaluation[evaluation["segment"] == "all"]
     surfaces = sorted(overall["surface"].unique())
-    fig, axes = plt.subplots(1, len(surfaces), figsize=(6 * len(surfaces), 4), squeeze=False)
+    # a Figure of its own, drawn by Agg when saved: no pyplot state, no backend switch for whoever imports this
+    fig = Figure(figsize=(6 * len(surfaces), 4))
+    axes = fig.subplots(1, len(surfaces), squeeze=False)
     for ax, surface in zip(axes[0], surfaces):
         table = overall[overall["surface"] == surface].pivot(index="model", columns="metric", values="value")
         table = table[[f"ndcg@{k}", f"recall@{k}"]].sort_values(f"ndcg@{k}")
@@ -27,12 +26,12 @@ def plot_run_evaluation(evaluation: pd.DataFrame, path: Path, k: int) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_runs(evaluation: pd.DataFrame, metric: str, path: Path | None = None):
-    """``metric`` of the ranker and the popularity baseline across runs, per surface (for notebooks)."""
+    """``metric`` of the ranker and the popularity baseline across runs, per surface (for notebooks: pyplot
+    with the notebook's own backend, so the kernel shows it)."""
     chosen = evaluation[(evaluation["segment"] == "all") & (evaluation["metric"] == metric)
                         & evaluation["model"].isin(["ranker", "popularity"])]
     table = chosen.pivot_table(index="run_id", columns=["surface", "model"], values="value").sort_index()
