@@ -80,7 +80,7 @@ def test_an_unexpected_error_is_a_logged_counted_500_without_internals(client, m
     monkeypatch.setattr(client.app.state.pipeline, "feed", broken)
     response = client.get("/v1/feed/u1", params={"surface": "clip"})
     assert response.status_code == 500 and "secret" not in response.text
-    assert 'hybridrec_errors_total{route="/v1/feed/u1"} 1.0' in client.get("/metrics").text
+    assert 'hybridrec_errors_total{route="/v1/feed/{user_id}"} 1.0' in client.get("/metrics").text
 
 
 def test_the_workers_listener_gives_connections_tcp_nodelay():
