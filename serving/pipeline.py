@@ -238,17 +238,21 @@ class FeedPipeline:
                   state: UserState | None) -> dict[str, Any]:
         kind = err.reason if isinstance(err, ModelUnavailable) else "search"
         log.warning("feed for %s on %s degraded (%s unavailable): %s", query.user_id, query.surface, kind, err)
-        location = state.request.location if state is not None else query.location  # the home, if it was read
-        return self._fallback(query, variant, kind, f"{kind} unavailable", stages, err, location)
+        if state is None:
+            return self._fallback(query, variant, kind, f"{kind} unavailable", stages, err)
+        # the user document was read before the failure: its home stands in for a missing location
+        return self._fallback(query, variant, kind, f"{kind} unavailable", stages, err, state.request.location,
+                              state.request.exclude)
 
     def _fallback(self, query: FeedQuery, variant: ExperimentVariant, kind: str, why: str, stages: Stages,
-                  cause: Exception | None = None, location: tuple[float, float] | None = None) -> dict[str, Any]:
+                  cause: Exception | None = None, location: tuple[float, float] | None = None,
+                  exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
         self.metrics.degraded.labels(query.surface, kind).inc()
         places = query.surface == "place"
         with stages.stage("fallback"):
             picked = self.fallback.items(query.surface, query.limit, location or query.location,
                                          query.radius_km or self.cfg.default_radius_km,
-                                         self.cfg.regions if places else ())
+                                         self.cfg.regions if places else (), exclude)
         if not picked:
             raise FeedUnavailable(f"{why} and no fallback list at {self.fallback.path}") from cause
         return {"request_id": uuid.uuid4().hex, "user_id": query.user_id, "surface": query.surface,
