@@ -435,6 +435,21 @@ def bench_serving(ctx: click.Context, seconds: float, rates: str) -> None:
     _print_json(benchmark["run_benchmark"](_settings(ctx), parsed, seconds))
 
 
+@bench.command("first-feed")
+@click.option("--feeds", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Feeds measured after start (and after the publish).")
+@click.option("--publish", is_flag=True, help="Also retrain and publish while the server runs, and measure after.")
+@click.pass_context
+def bench_first_feed(ctx: click.Context, feeds: int, publish: bool) -> None:
+    """First-feed latency of a fresh `hybridrec serve` (and right after a publish): time to ready, first feeds."""
+    import runpy
+
+    from hybridrec.config import PROJECT_ROOT
+
+    benchmark = runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "first_feed.py"))
+    _print_json(benchmark["run_benchmark"](_settings(ctx), feeds, publish))
+
+
 @cli.command("experiments")
 @click.option("--days", type=int, default=None, help="Only the last N days of events (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
