@@ -108,7 +108,7 @@ def test_the_first_feeds_after_readiness_are_personalised(server, published):
 
 def _samples(text: str, name: str) -> dict[str, float]:
     """``labels → value`` of every sample of the metric ``name`` in a Prometheus text exposition."""
-    pattern = re.compile(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", re.M)
+    pattern = re.compile(rf"^{re.escape(name)}(\{{.*\}})? (\S+)$", re.M)  # label values may hold braces
     return {labels or "": float(value) for labels, value in pattern.findall(text)}
 
 
