@@ -13,15 +13,16 @@ go to benchmarks/results/first_feed.json with the load average: the machine has 
 
 from __future__ import annotations
 
-import logging
+import http.client
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
-import httpx
 import numpy as np
 
 from hybridrec.benchmarks import write_result
@@ -40,44 +41,54 @@ def _users(settings: Settings, count: int = 50) -> list[str]:
     return per_surface.min(axis=1).sort_values(ascending=False).index[:count].astype(str).tolist()
 
 
-def _get(url: str, params: dict | None = None) -> httpx.Response:
-    return httpx.get(url, params=params, timeout=30, headers={"Connection": "close"})
+def _get(port: int, path: str, params: dict | None = None) -> tuple[int, bytes]:
+    """One GET on a new connection (the kernel may hand it to any worker). The standard library's
+    client: httpx builds an SSL context per client, tens of ms that would be counted as the server's."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", f"{path}?{urlencode(params)}" if params else path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
 
 
-def _until(url: str, server: subprocess.Popen, start: float, log_path: Path) -> float:
-    """Seconds from ``start`` until ``url`` answers 200."""
+def _until(port: int, path: str, server: subprocess.Popen, start: float, log_path: Path) -> float:
+    """Seconds from ``start`` until ``path`` answers 200."""
     while True:
         if server.poll() is not None:
             raise RuntimeError(f"the server exited; its log:\n{log_path.read_text()[-3000:]}")
         try:
-            if _get(url).status_code == 200:
+            if _get(port, path)[0] == 200:
                 return round(time.monotonic() - start, 2)
-        except httpx.TransportError:
+        except OSError:
             pass
         if time.monotonic() - start > START_TIMEOUT_S:
-            raise RuntimeError(f"{url} did not answer 200 within {START_TIMEOUT_S:.0f} s")
+            raise RuntimeError(f"{path} did not answer 200 within {START_TIMEOUT_S:.0f} s")
         time.sleep(0.1)
 
 
-def _feed(url: str, user: str, surface: str) -> dict:
+def _feed(port: int, user: str, surface: str) -> dict:
     sent = time.perf_counter()
-    response = _get(f"{url}/v1/feed/{user}", {"surface": surface, "limit": 20})
+    status, raw = _get(port, f"/v1/feed/{user}", {"surface": surface, "limit": 20})
     elapsed_ms = (time.perf_counter() - sent) * 1000
-    body = response.json() if response.status_code == 200 else {}
-    return {"ms": round(elapsed_ms, 1), "status": response.status_code, "degraded": body.get("degraded", True),
-            "reason": body.get("degraded_reason"), "run_id": body.get("run_id")}
+    body = json.loads(raw) if status == 200 else {}
+    return {"ms": round(elapsed_ms, 1), "server_ms": round(sum((body.get("timings_ms") or {}).values()), 1),
+            "status": status, "degraded": body.get("degraded", True), "reason": body.get("degraded_reason"),
+            "run_id": body.get("run_id")}
 
 
 def _summary(feeds: list[dict]) -> dict:
-    latency = [f["ms"] for f in feeds]
+    latency, server = [f["ms"] for f in feeds], [f["server_ms"] for f in feeds]
     return {"feeds": len(feeds), "degraded": sum(f["degraded"] for f in feeds),
             "degraded_reasons": sorted({f["reason"] for f in feeds if f["reason"]}),
             "first_ms": latency[0] if latency else None,
             "p50_ms": round(float(np.percentile(latency, 50)), 1) if latency else None,
-            "max_ms": max(latency) if latency else None, "latencies_ms": latency}
+            "max_ms": max(latency) if latency else None, "latencies_ms": latency,
+            "server_stages_ms": server}
 
 
-def _after_publish(settings: Settings, url: str, users: list[str], feeds: int) -> dict:
+def _after_publish(settings: Settings, port: int, users: list[str], feeds: int) -> dict:
     from hybridrec.batch.retrain import retrain_job
 
     started = time.monotonic()
@@ -86,7 +97,7 @@ def _after_publish(settings: Settings, url: str, users: list[str], feeds: int) -
     swapped = time.monotonic()
     measured: list[dict] = []
     while sum(f["run_id"] == new_run for f in measured) < feeds and time.monotonic() - swapped < 120:
-        measured.append(_feed(url, users[len(measured) % len(users)], SURFACES[len(measured) % 2]))
+        measured.append(_feed(port, users[len(measured) % len(users)], SURFACES[len(measured) % 2]))
     first_new = next((n for n, f in enumerate(measured) if f["run_id"] == new_run), None)
     return {"run_id": new_run, "retrain_s": retrain_s,
             "feeds_until_new_run": first_new, "since_swap": _summary(measured),
@@ -94,10 +105,8 @@ def _after_publish(settings: Settings, url: str, users: list[str], feeds: int) -
 
 
 def run_benchmark(settings: Settings, feeds: int = 20, publish: bool = False) -> dict:
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     cfg = settings.serving
     port = cfg.port + 19  # beside a developer's own server and the serving benchmark's
-    url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "HYBRIDREC__SERVING__HOST": "127.0.0.1", "HYBRIDREC__SERVING__PORT": str(port),
            "HYBRIDREC__LOG_LEVEL": "INFO", "HYBRIDREC__SERVING__MODEL_CHECK_INTERVAL_S": "1"}
     users = _users(settings)
@@ -109,10 +118,10 @@ def run_benchmark(settings: Settings, feeds: int = 20, publish: bool = False) ->
             server = subprocess.Popen([sys.executable, "-m", "hybridrec.cli", "serve"], env=env, cwd=PROJECT_ROOT,
                                       stdout=server_log, stderr=subprocess.STDOUT)
         try:
-            first_answer_s = _until(f"{url}/healthz", server, start, log_path)
-            ready_s = _until(f"{url}/readyz", server, start, log_path)
-            first = [_feed(url, users[n % len(users)], SURFACES[n % 2]) for n in range(feeds)]
-            after_publish = _after_publish(settings, url, users, feeds) if publish else None
+            first_answer_s = _until(port, "/healthz", server, start, log_path)
+            ready_s = _until(port, "/readyz", server, start, log_path)
+            first = [_feed(port, users[n % len(users)], SURFACES[n % 2]) for n in range(feeds)]
+            after_publish = _after_publish(settings, port, users, feeds) if publish else None
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -121,8 +130,9 @@ def run_benchmark(settings: Settings, feeds: int = 20, publish: bool = False) ->
                "seconds_to_first_answer": first_answer_s, "seconds_to_ready": ready_s,
                "after_start": _summary(first), "after_publish": after_publish,
                "worker_warm_up_log": warm_lines,
-               "method": "each feed on a new connection, sent one at a time right after /readyz said ready; "
-                         "latency measured by the client"}
+               "method": "each feed on a new connection (http.client), sent one at a time right after /readyz "
+                         "said ready; latency measured by the client, server_stages_ms = sum of the response's "
+                         "timings_ms"}
     command = "hybridrec bench first-feed" + (" --publish" if publish else "")
     path = write_result("first_feed", "first feeds after start and publish", "synthetic world, published indices",
                         command, metrics, settings, load_at_start)
