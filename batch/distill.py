@@ -42,12 +42,14 @@ from tqdm import tqdm
 from hybridrec.batch.llm_teacher import LlmTeacher, text_key
 from hybridrec.batch.query_pool import QueryPool
 from hybridrec.batch.registry import Registry, latest_model_files
+from hybridrec.batch.review_distill import distill_reviews
 from hybridrec.config import Settings
 from hybridrec.contract import CLIPS, INTENTS, ITEM_KEYWORDS, QUERY_TAGS, SEARCH_QUERIES, QueryIntent
 from hybridrec.evalsets import normalise
 from hybridrec.lake import Lake
 from hybridrec.models.extraction.combined import vote_query
 from hybridrec.models.extraction.schema import Outcome, QueryTags
+from hybridrec.models.review_student import ReviewStudent
 from hybridrec.models.student import QueryStudent, TopicClassifier
 from hybridrec.pipeline import Step
 from hybridrec.runinfo import new_run
@@ -388,6 +390,7 @@ def distill_job(settings: Settings) -> dict[str, Any]:
             "holdout_agreement": ctx["holdout_agreement"], "holdout_texts": ctx["holdout_texts"],
             "student_queries_per_s": ctx["student_queries_per_s"],
             "labels": {**ctx["label_counts"], **ctx["clip_label_counts"]},
+            "review_student": ctx["review_student"],
         }
         if (llm := ctx["llm"]) is not None:
             metrics["llm_teacher"] = {
@@ -403,6 +406,7 @@ def distill_job(settings: Settings) -> dict[str, Any]:
         ctx["student"].header["gold"] = {"version": ctx["gold_version"], "tag_f1": metrics["student"]["tag_f1"]}
         files = {"student": str(ctx["student"].save(run_dir / STUDENT_FILE)),
                  "topic_classifier": str(ctx["classifier"].save(run_dir / CLASSIFIER_FILE)),
+                 "review_student": ctx["review_student_file"],
                  "teacher_labels": ctx["labels_file"]}
         metrics_path = run_dir / "metrics.json"
         metrics_path.write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
@@ -412,12 +416,16 @@ def distill_job(settings: Settings) -> dict[str, Any]:
                  metrics["student"]["tag_f1"], metrics["student"]["intent_accuracy"], metrics["gold_agreement"])
         return {"metrics": metrics, "model_files": files}
 
+    def review_student(_: dict) -> dict:
+        return distill_reviews(settings, taxonomy, run_dir, lambda text: held_out(text, cfg.holdout_share))
+
     steps = [
         Step("gold", gold, "load and check the gold set; record input snapshots"),
         Step("inputs", inputs, "the search log's distinct texts with their labels, clip texts (Spark)"),
         Step("teacher-labels", teacher_labels, "teacher labels the search log and a generated pool; drop noisy labels"),
         Step("student", student, "fit the query student (intent + interest tags) on kept labels"),
         Step("topic-classifier", topic_classifier, "fit the hierarchical topic classifier on clips and queries"),
+        Step("review-student", review_student, "teacher reads real reviews; fit and check the review student"),
         Step("evaluate", evaluate, "teacher and student on the gold set; save model files"),
     ]
     return registry.run_steps(steps, context, lambda ctx: {
@@ -431,6 +439,10 @@ def distilled_files(settings: Settings) -> tuple[str, dict[str, str]]:
 
 def load_student(settings: Settings) -> QueryStudent:
     return QueryStudent.load(Path(distilled_files(settings)[1]["student"]))
+
+
+def load_review_student(settings: Settings, taxonomy: Taxonomy | None = None) -> ReviewStudent:
+    return ReviewStudent.load(Path(distilled_files(settings)[1]["review_student"]), taxonomy or load_taxonomy())
 
 
 def load_topic_classifier(settings: Settings) -> TopicClassifier:

@@ -302,6 +302,10 @@ def _unseen(labels: pd.DataFrame, interactions: pd.DataFrame) -> pd.DataFrame:
     return labels[labels["seen"].isna()].drop(columns="seen")
 
 
+class UnknownStep(ValueError):
+    """``fail_at`` names no step of the retrain: refused before anything runs (a typo must not publish)."""
+
+
 def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any]:
     """Run the nightly pipeline. ``fail_at`` names a step to fail on purpose (drills and tests)."""
     from hybridrec.spark import spark_job
@@ -375,6 +379,8 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
         Step("evaluate", guarded("evaluate", record_evaluation), "metrics per model and segment, plots, model files"),
         Step("publish", guarded("publish", publish), "new versioned indices, one atomic alias swap"),
     ]
+    if fail_at is not None and fail_at not in (names := [s.name for s in steps]):
+        raise UnknownStep(f"{fail_at!r} is no step of the retrain; steps: {', '.join(names)}")
     return registry.run_steps(steps, context, lambda ctx: {
         "model_files": ctx["model_files"], "metrics": ctx["headline"], "indices": ctx["indices"]})
 

@@ -17,7 +17,6 @@ import argparse
 import itertools
 import json
 import logging
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ import pyarrow as pa
 
 from hybridrec.batch.synthetic import generate_world
 from hybridrec.benchmarks import write_result
-from hybridrec.config import PROJECT_ROOT, Settings, SyntheticSettings, load_settings
+from hybridrec.config import Settings, SyntheticSettings, load_settings
 from hybridrec.evalsets import NSMC_SAMPLE, YELP_SAMPLE, load_injections, source_rows
 from hybridrec.contract import CLIPS, PLACES, REVIEWS, SEARCH_QUERIES, TRUTH_QUERY_LABELS, TRUTH_REVIEW_TAGS
 from hybridrec.models.extraction import AnswerDoc, KeywordExtractor, QueryTagger, make_backends
@@ -144,9 +143,7 @@ def real_text(extractor: KeywordExtractor, texts: list[str], sample: int) -> dic
 
 def red_team(extractor: KeywordExtractor, tagger: QueryTagger) -> dict[str, Any]:
     """The independent red-team set's validation half (its test half is scored once, by ``bench realtext``)."""
-    if str(PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(PROJECT_ROOT))  # benchmarks run by path: their package is the project root
-    from benchmarks.realtext import redteam_scores, redteam_tags
+    from hybridrec.bench.realtext import redteam_scores, redteam_tags
 
     cases = [c for c in load_injections() if c.split == "validation"]
     scores = redteam_scores(cases, redteam_tags(extractor, tagger, cases))

@@ -8,7 +8,7 @@ the kernel spreads them over the workers, for the most active users, both surfac
 records each one's latency and whether it was degraded. With ``publish`` it then runs a retrain
 (which warms the new indices before its alias swap) while the server runs and measures the feeds from
 the swap on the same way, until the server serves the new run and ``feeds`` more after that. Results
-go to benchmarks/results/first_feed.json with the load average: the machine has two cores and is shared.
+go to first_feed.json in the results folder (hybridrec.benchmarks.results_dir) with the load average: the machine has two cores and is shared.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -26,11 +27,12 @@ from urllib.parse import urlencode
 import numpy as np
 
 from hybridrec.benchmarks import write_result
-from hybridrec.config import PROJECT_ROOT, Settings
+from hybridrec.config import Settings
 from hybridrec.contract import EVENTS
 from hybridrec.lake import Lake
 
 SURFACES = ("place", "clip")
+_API_KEY = secrets.token_urlsafe(24)  # made up for the server under test: reads need a key by default
 START_TIMEOUT_S = 600.0
 
 
@@ -41,12 +43,12 @@ def _users(settings: Settings, count: int = 50) -> list[str]:
     return per_surface.min(axis=1).sort_values(ascending=False).index[:count].astype(str).tolist()
 
 
-def _get(port: int, path: str, params: dict | None = None) -> tuple[int, bytes]:
+def _get(port: int, path: str, params: dict | None = None, headers: dict | None = None) -> tuple[int, bytes]:
     """One GET on a new connection (the kernel may hand it to any worker). The standard library's
     client: httpx builds an SSL context per client, tens of ms that would be counted as the server's."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        connection.request("GET", f"{path}?{urlencode(params)}" if params else path)
+        connection.request("GET", f"{path}?{urlencode(params)}" if params else path, headers=headers or {})
         response = connection.getresponse()
         return response.status, response.read()
     finally:
@@ -70,7 +72,7 @@ def _until(port: int, path: str, server: subprocess.Popen, start: float, log_pat
 
 def _feed(port: int, user: str, surface: str) -> dict:
     sent = time.perf_counter()
-    status, raw = _get(port, f"/v1/feed/{user}", {"surface": surface, "limit": 20})
+    status, raw = _get(port, f"/v1/feed/{user}", {"surface": surface, "limit": 20}, {"X-API-Key": _API_KEY})
     elapsed_ms = (time.perf_counter() - sent) * 1000
     body = json.loads(raw) if status == 200 else {}
     return {"ms": round(elapsed_ms, 1), "server_ms": round(sum((body.get("timings_ms") or {}).values()), 1),
@@ -108,14 +110,15 @@ def run_benchmark(settings: Settings, feeds: int = 20, publish: bool = False) ->
     cfg = settings.serving
     port = cfg.port + 19  # beside a developer's own server and the serving benchmark's
     env = {**os.environ, "HYBRIDREC__SERVING__HOST": "127.0.0.1", "HYBRIDREC__SERVING__PORT": str(port),
-           "HYBRIDREC__LOG_LEVEL": "INFO", "HYBRIDREC__SERVING__MODEL_CHECK_INTERVAL_S": "1"}
+           "HYBRIDREC__LOG_LEVEL": "INFO", "HYBRIDREC__SERVING__MODEL_CHECK_INTERVAL_S": "1",
+           "HYBRIDREC__SERVING__API_KEYS": json.dumps([_API_KEY])}
     users = _users(settings)
     load_at_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-first-feed-") as tmp:
         log_path = Path(tmp) / "server.log"
         with log_path.open("wb") as server_log:
             start = time.monotonic()
-            server = subprocess.Popen([sys.executable, "-m", "hybridrec.cli", "serve"], env=env, cwd=PROJECT_ROOT,
+            server = subprocess.Popen([sys.executable, "-m", "hybridrec.cli", "serve"], env=env,
                                       stdout=server_log, stderr=subprocess.STDOUT)
         try:
             first_answer_s = _until(port, "/healthz", server, start, log_path)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from hybridrec.benchmarks import machine_description, provenance
+from hybridrec.benchmarks import machine_description, provenance, results_dir
 from hybridrec.config import PROJECT_ROOT
 from hybridrec.models.collaborative import MODELS
 from hybridrec.models.evaluation import holdout_split, recall_ndcg_at_k
@@ -43,7 +43,6 @@ regularization 0.01-100, alpha 5-80, 15-30 iterations). BSPM rank 576 scored +0.
 GF-CF: its published settings."""
 
 DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "gowalla"
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "gowalla.json"
 VALIDATION_FRACTION = 0.1
 VALIDATION_SEED = 0
 K = 20
@@ -119,7 +118,7 @@ def _peak_rss_mb() -> float:
 
 def run_gowalla_benchmark(data_dir: Path, models: list[str], *, split: str = "test",
                           params: dict[str, dict[str, Any]] | None = None,
-                          output: Path | None = DEFAULT_OUTPUT) -> dict[str, Any]:
+                          output: Path | None = None) -> dict[str, Any]:
     """Fit and evaluate ``models`` (names from ``MODELS``) and return the report dict.
 
     ``split="validation"`` fits on 90% of each user's training items and evaluates on the other
@@ -210,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="MODEL.PARAM=VALUE", help="override a hyper-parameter")
     parser.add_argument("--output", type=Path, default=None,
-                        help=f"report JSON (default: {DEFAULT_OUTPUT} for the test split, "
+                        help="report JSON (default: gowalla.json in the results folder for the test split, "
                              "none for validation)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
@@ -219,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides = _parse_overrides(args.overrides)
     except ValueError as err:
         parser.error(str(err))
-    output = args.output or (DEFAULT_OUTPUT if args.split == "test" else None)
+    output = args.output or (results_dir() / "gowalla.json" if args.split == "test" else None)
+    missing = [name for name in ("train.txt", "test.txt") if not (args.data_dir / name).is_file()]
+    if missing:
+        parser.error(f"--data-dir {args.data_dir}: no {' or '.join(missing)} (the LightGCN split)")
     run_gowalla_benchmark(args.data_dir, args.models, split=args.split, params=overrides,
                           output=output)
     return 0

@@ -16,12 +16,13 @@ import os
 import re
 import sys
 import time
+import typing
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from hybridrec.benchmarks import write_result
-from hybridrec.config import Settings, load_settings
+from hybridrec.benchmarks import positive, write_result
+from hybridrec.config import ExtractionSettings, Settings, load_settings
 from hybridrec.evalsets import (
     PLACE_ASPECTS, InjectionCase, QueryCase, ReviewCase, load_injections, load_queries, load_reviews, normalise,
 )
@@ -291,16 +292,17 @@ def run_benchmark(settings: Settings, split: str = "validation", backends: Seque
         metrics[name] = run_backend(cfg, reviews, queries, injections)
         for rule in COMBINE_RULES:
             metrics[f"{name}+offline:{rule}"] = combined(metrics[name], offline, settings, reviews, queries, rule)
-    metrics["student"] = student_scores(settings, queries)
+    metrics["student"] = student_scores(settings, reviews, queries)
     for value in metrics.values():
         if isinstance(value, dict):
             value.pop("_outcomes", None)
     return metrics
 
 
-def student_scores(settings: Settings, queries: Sequence[QueryCase]) -> dict[str, Any]:
-    """The distilled query student of the newest distill run (the stream's hot path), if one exists."""
-    from hybridrec.batch.distill import load_student
+def student_scores(settings: Settings, reviews: Sequence[ReviewCase], queries: Sequence[QueryCase]) -> dict[str, Any]:
+    """The distilled students of the newest distill run, if one exists: the query student (the stream's
+    hot path) and the review student (the bulk reader of reviews), each read cold on these texts."""
+    from hybridrec.batch.distill import load_review_student, load_student
     from hybridrec.models.extraction.schema import QueryTags as Tags
 
     try:
@@ -309,8 +311,17 @@ def student_scores(settings: Settings, queries: Sequence[QueryCase]) -> dict[str
         return {"skipped": f"no distilled student to load: {err}"}
     predicted, per_s = _timed(lambda: [student.predict(q.text) for q in queries], len(queries))
     tagged = [Tags(intent=p.intent, tags=p.tags, confidence=p.confidence) for p in predicted]
-    return {"run_id": student.header.get("run_id"), "teacher": student.header.get("teacher"),
-            "queries": query_scores(queries, tagged), "queries_per_s": round(per_s, 1)}
+    out = {"run_id": student.header.get("run_id"), "teacher": student.header.get("teacher"),
+           "queries": query_scores(queries, tagged), "queries_per_s": round(per_s, 1)}
+    try:
+        reader = load_review_student(settings)
+    except (KeyError, OSError, ValueError) as err:  # a distill run from before the review student
+        return {**out, "reviews_skipped": f"no review student in that run: {err!r}"}
+    read, reviews_per_s = _timed(lambda: reader.extract([c.text for c in reviews]), len(reviews))
+    sets = [o.value for o in read]
+    return {**out, "reviews": review_scores(reviews, [set(s.tags) if s else None for s in sets],
+                                            [[k.text for k in s.keywords] if s else None for s in sets]),
+            "reviews_per_s": round(reviews_per_s, 1), "review_teacher": reader.header.get("teacher")}
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -355,15 +366,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="offline",
                         help="comma-separated: offline (always run), llamacpp, http; each generative one is "
                              "reported alone and combined with the offline reader by each rule (<name>+offline:<rule>)")
-    parser.add_argument("--limit", type=int, default=None,
+    parser.add_argument("--limit", type=positive(int), default=None,
                         help="reviews per source, queries and attacks per language (the LLM is slow)")
     parser.add_argument("--llm-model", default=None, help="a catalogued GGUF model instead of the configured one")
     parser.add_argument("--no-redteam", action="store_true", help="skip the red-team set")
     parser.add_argument("--report", default=None, help="print the markdown table of this results file and stop")
     parser.add_argument("--out", default=None, help="results file stem (default realtext-<split>)")
     args = parser.parse_args(argv)
+    known = typing.get_args(ExtractionSettings.model_fields["backend"].annotation)
+    if unknown := [b for b in args.backends.split(",") if b and b not in known]:
+        parser.error(f"--backends: unknown {', '.join(unknown)} (choose from {', '.join(known)})")
     if args.report:
-        print(render_markdown(json.loads(open(args.report, encoding="utf-8").read())))
+        try:
+            report = json.loads(open(args.report, encoding="utf-8").read())
+        except (OSError, ValueError) as err:
+            parser.error(f"--report: {err}")
+        print(render_markdown(report))
         return 0
     settings = load_settings()
     load_at_start = os.getloadavg()

@@ -12,7 +12,7 @@ it did not limit the rate.
 Per rate: offered and achieved rate, the share shed by admission (``degraded_reason: overloaded``),
 other degraded answers and errors, p50/p95/p99 of every answer and of the personalised ones, and
 per-stage p50/p99 from the responses' ``timings_ms`` (``queue``: waiting for a pipeline slot).
-Results go to benchmarks/results/serving.json with the load average at each step: the machine has
+Results go to serving.json in the results folder (hybridrec.benchmarks.results_dir) with the load average at each step: the machine has
 two cores and is shared, so a figure means little without it.
 """
 
@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import resource
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -34,8 +35,9 @@ import httpx
 import numpy as np
 import orjson
 
+from hybridrec.batch.synthetic.entities import user_ids
 from hybridrec.benchmarks import write_result
-from hybridrec.config import PROJECT_ROOT, Settings
+from hybridrec.config import Settings
 
 SURFACES = ("place", "clip")
 STAGES = ("queue", "load", "candidates", "rank", "rules", "respond")
@@ -44,6 +46,7 @@ MAX_CONNECTIONS = 1000  # open loop: at 200 req/s and 5 s answers, 1000 requests
 WARM_TIMEOUT_S = 180.0  # the clip item cache of a 20k-item world takes ~25 s to load on an idle machine
 WARM_LOG_LINE = "item cache warmed"  # logged by hybridrec.serving.candidates.ItemCache once per index and worker
 PAUSE_BETWEEN_RATES_S = 3.0
+KEY_ENV = "HYBRIDREC_BENCH_API_KEY"  # the key made up for the server under test, handed to the generator
 TARGET_RATE, TARGET_P99_MS = 100, 50.0  # issue #7
 
 
@@ -56,8 +59,8 @@ class _Connections:
     its pool slowed quadratically with thousands of requests waiting on a saturated server (the
     generator then ran at 100 % CPU and became the bottleneck). Uvicorn always sends Content-Length."""
 
-    def __init__(self, host: str, port: int, limit: int):
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, limit: int, api_key: str):
+        self.host, self.port, self.api_key = host, port, api_key
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.slots = asyncio.Semaphore(limit)
 
@@ -73,7 +76,7 @@ class _Connections:
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                         target: str) -> tuple[int, bytes]:
         try:
-            writer.write(f"GET {target} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+            writer.write(f"GET {target} HTTP/1.1\r\nHost: {self.host}\r\nX-API-Key: {self.api_key}\r\n\r\n".encode())
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.split(b"\r\n")
             headers = dict(line.lower().split(b": ", 1) for line in lines[1:] if line)
@@ -93,7 +96,7 @@ async def _fire(host: str, port: int, rate: float, seconds: float, users: list[s
     rng = random.Random(seed)
     plan = [(rng.choice(users), rng.choice(SURFACES)) for _ in range(int(rate * seconds))]
     results: list[dict] = []
-    client = _Connections(host, port, MAX_CONNECTIONS)
+    client = _Connections(host, port, MAX_CONNECTIONS, os.environ[KEY_ENV])
 
     async def one(due: float, user: str, surface: str) -> None:
         sent = time.perf_counter()
@@ -168,7 +171,7 @@ def _load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def _warm(url: str, users: list[str], log_path: Path, indices: int) -> bool:
+def _warm(url: str, users: list[str], log_path: Path, indices: int, api_key: str) -> bool:
     """Feeds, one at a time, until every worker has logged a warm item cache for each surface's
     index (the background load that would otherwise compete with the measured requests). Each on
     a new connection: the kernel hands connections, not requests, to the workers."""
@@ -177,7 +180,8 @@ def _warm(url: str, users: list[str], log_path: Path, indices: int) -> bool:
     while time.monotonic() < deadline:
         if log_path.read_text(errors="replace").count(WARM_LOG_LINE) >= indices:
             return True
-        httpx.get(f"{url}/v1/feed/{users[n % len(users)]}", params={"surface": SURFACES[n % 2]}, timeout=30)
+        httpx.get(f"{url}/v1/feed/{users[n % len(users)]}", params={"surface": SURFACES[n % 2]},
+                  headers={"X-API-Key": api_key}, timeout=30)
         n += 1
         time.sleep(0.02)
     return False
@@ -200,26 +204,27 @@ def run_benchmark(settings: Settings, rates: list[float], seconds: float) -> dic
     cfg = settings.serving
     port = cfg.port + 17  # beside a developer's own server
     url = f"http://127.0.0.1:{port}"
+    api_key = secrets.token_urlsafe(24)  # the server under test is private by default, like any served one
     env = {**os.environ, "HYBRIDREC__SERVING__HOST": "127.0.0.1", "HYBRIDREC__SERVING__PORT": str(port),
-           "HYBRIDREC__LOG_LEVEL": "INFO"}
-    users = [f"u{i:05d}" for i in range(0, settings.synthetic.n_users, max(1, settings.synthetic.n_users // 2000))]
+           "HYBRIDREC__LOG_LEVEL": "INFO", "HYBRIDREC__SERVING__API_KEYS": json.dumps([api_key]), KEY_ENV: api_key}
+    users = user_ids(settings.synthetic).to_pylist()[::max(1, settings.synthetic.n_users // 2000)]
     load_at_start = _load_average()
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         log_path, users_file = Path(tmp) / "server.log", Path(tmp) / "users.json"
         users_file.write_text(json.dumps(users))
         with log_path.open("wb") as server_log:
-            server = subprocess.Popen([sys.executable, "-m", "hybridrec.cli", "serve"], env=env, cwd=PROJECT_ROOT,
+            server = subprocess.Popen([sys.executable, "-m", "hybridrec.cli", "serve"], env=env,
                                       stdout=server_log, stderr=subprocess.STDOUT)
         try:
             _wait_ready(url, server, timeout_s=cfg.warmup_timeout_s + 60)  # workers warm before they answer
-            warm = _warm(url, users, log_path, indices=len(SURFACES) * cfg.workers)
+            warm = _warm(url, users, log_path, indices=len(SURFACES) * cfg.workers, api_key=api_key)
             table = {}
             for rate in rates:
                 time.sleep(PAUSE_BETWEEN_RATES_S)
                 load_before = _load_average()
-                out = subprocess.run([sys.executable, __file__, "127.0.0.1", str(port), str(rate), str(seconds),
-                                      str(users_file)],
-                                     capture_output=True, check=True, cwd=PROJECT_ROOT)
+                out = subprocess.run([sys.executable, "-m", "hybridrec.bench.serving", "127.0.0.1", str(port), str(rate),
+                                      str(seconds), str(users_file)],
+                                     capture_output=True, check=True, env=env)
                 row = {**_summary(orjson.loads(out.stdout)), "load_average_before": load_before,
                        "load_average_after": _load_average()}
                 table[str(int(rate))] = row
@@ -240,8 +245,7 @@ def run_benchmark(settings: Settings, rates: list[float], seconds: float) -> dic
     path = write_result("serving", "feed API latency under load", "synthetic world, published indices",
                         "hybridrec bench serving", metrics)
     plot = plot_latency(table, path.with_suffix(".png"))
-    return {**metrics, "result_file": str(Path(path).relative_to(PROJECT_ROOT)),
-            "plot": str(plot.relative_to(PROJECT_ROOT))}
+    return {**metrics, "result_file": str(path), "plot": str(plot)}
 
 
 def plot_latency(by_rate: dict[str, dict], path: Path) -> Path:

@@ -1,7 +1,7 @@
 """Streaming benchmark: freshness of user contexts under steady load, and sustained throughput of the
 lake sink and the context updater, against the real Kafka, OpenSearch and Iceberg.
 
-    hybridrec bench streaming                      # defaults below, writes benchmarks/results/streaming.json
+    hybridrec bench streaming                      # defaults below, writes streaming.json in the results folder
     hybridrec bench streaming --events 100000 --rate 500 --probes 100
 
 Everything runs in its own topics, consumer groups, user-context index, item-vector alias and
@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from hybridrec.benchmarks import write_result
+from hybridrec.benchmarks import positive, write_result
 from hybridrec.bus import EventBus, delete_topics, encode
-from hybridrec.config import PROJECT_ROOT, Settings, SyntheticSettings, load_settings
+from hybridrec.config import Settings, SyntheticSettings, load_settings
 from hybridrec.infra.kafka import ensure_topics
 from hybridrec.logs import configure_logging
 from hybridrec.search import SearchStore
@@ -58,7 +58,7 @@ def start_process(verb: str, env: dict[str, str], log_path: Path) -> subprocess.
     with log_path.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "hybridrec.cli", "stream", verb, "--instance-id", f"bench-{verb}"],
-            cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -169,7 +169,7 @@ def drain(verb: str, members: int, env: dict[str, str], log_stem: Path) -> tuple
         with log_path.open("ab") as out:
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "hybridrec.cli", "stream", verb, "--instance-id", f"bench-{i}",
-                 "--until-caught-up"], cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=out,
+                 "--until-caught-up"], env={**os.environ, **env}, stdout=out,
                 stderr=subprocess.STDOUT))
     for process, log_path in zip(processes, logs):
         if process.wait(timeout=3600) != 0:
@@ -181,12 +181,12 @@ def drain(verb: str, members: int, env: dict[str, str], log_stem: Path) -> tuple
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=200_000, help="recorded events in the backlog")
-    parser.add_argument("--rate", type=float, default=1000.0, help="steady load during the freshness probes (msg/s)")
-    parser.add_argument("--probes", type=int, default=300)
-    parser.add_argument("--context-members", type=int, default=2, help="also drain with this many updaters")
+    parser.add_argument("--events", type=positive(int), default=200_000, help="recorded events in the backlog")
+    parser.add_argument("--rate", type=positive(float), default=1000.0, help="steady load during the freshness probes (msg/s)")
+    parser.add_argument("--probes", type=positive(int), default=300)
+    parser.add_argument("--context-members", type=positive(int), default=2, help="also drain with this many updaters")
     parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--result", default="streaming", help="file stem under benchmarks/results/")
+    parser.add_argument("--result", default="streaming", help="file stem in the results folder")
     args = parser.parse_args(argv)
     configure_logging("INFO")
     name = f"bench-{datetime.now(timezone.utc):%m%d%H%M}-{secrets.token_hex(2)}"

@@ -1,12 +1,15 @@
 """Benchmark results: every benchmark prints its figures and writes them to one JSON file.
 
-Files live in ``benchmarks/results/<benchmark>.json`` (or ``<benchmark>-<dataset>.json``) with the
-metrics as top-level keys plus how, where and when they were measured, so a committed result can
-be compared with a later run.
+Files live in ``<results>/<benchmark>.json`` (or ``<benchmark>-<dataset>.json``) with the metrics as
+top-level keys plus how, where and when they were measured, so a committed result can be compared
+with a later run. ``<results>`` is :func:`results_dir`: ``benchmarks/results/`` of the checkout when
+hybridrec runs from one, ``./benchmark-results/`` when it runs from an installed wheel, or whatever
+``$HYBRIDREC_BENCH_RESULTS`` (``hybridrec bench --results-dir``) names.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -17,7 +20,28 @@ from typing import Any
 
 from hybridrec.config import PROJECT_ROOT, Settings
 
-RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
+RESULTS_ENV = "HYBRIDREC_BENCH_RESULTS"
+
+
+def results_dir() -> Path:
+    """Where results are written: ``$HYBRIDREC_BENCH_RESULTS``, else the checkout's committed
+    ``benchmarks/results/``, else (an installed wheel: no checkout to write into) ``./benchmark-results``."""
+    if os.environ.get(RESULTS_ENV):
+        return Path(os.environ[RESULTS_ENV]).resolve()
+    if (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "benchmarks").is_dir():
+        return PROJECT_ROOT / "benchmarks" / "results"
+    return Path.cwd() / "benchmark-results"
+
+
+def positive(kind: type = int):
+    """An argparse type for a count or a rate: a bad value is argparse's one-line usage error (exit 2)."""
+    def parse(text: str):
+        value = kind(text)  # a ValueError reads "invalid int value: 'x'"
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def machine_description() -> str:
@@ -57,8 +81,9 @@ def provenance(settings: Settings | None = None, load_at_start: tuple[float, ...
 
 def write_result(file_stem: str, benchmark: str, dataset: str, command: str, metrics: dict[str, Any],
                  settings: Settings | None = None, load_at_start: tuple[float, ...] | None = None) -> Path:
-    """Write ``metrics`` with provenance to ``benchmarks/results/<file_stem>.json``; returns the path."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    """Write ``metrics`` with provenance to ``<results_dir()>/<file_stem>.json``; returns the path."""
+    directory = results_dir()
+    directory.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": benchmark,
         "dataset": dataset,
@@ -68,6 +93,6 @@ def write_result(file_stem: str, benchmark: str, dataset: str, command: str, met
         "provenance": provenance(settings, load_at_start),
         **metrics,
     }
-    path = RESULTS_DIR / f"{file_stem}.json"
+    path = directory / f"{file_stem}.json"
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     return path

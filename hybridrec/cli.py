@@ -1,34 +1,140 @@
-"""The `hybridrec` command. It only parses arguments and calls one function per verb."""
+"""The `hybridrec` command. It only parses arguments and calls one function per verb.
+
+Settings are read when a verb first needs them, not when the group starts, so every `--help` works
+whatever the environment holds; a broken config, bad input or an unreachable service ends in one line
+on stderr (exit 1, or 2 for usage), never a traceback.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
-import re
+import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import click
+import yaml
 
+from hybridrec.benchmarks import RESULTS_ENV, results_dir
 from hybridrec.config import Settings, load_settings
-from hybridrec.logs import configure_logging
+from hybridrec.logs import configure_logging, is_secret_name, mask_secrets, mask_settings
 
 
 def _settings(ctx: click.Context) -> Settings:
-    return ctx.obj
+    """The validated settings, loaded once per invocation; an invalid config is a one-line error."""
+    root = ctx.find_root()
+    if root.obj is None:
+        try:
+            root.obj = load_settings()
+        except (OSError, ValueError, yaml.YAMLError) as err:  # a missing file, bad YAML, a failed validation
+            raise click.ClickException(f"invalid configuration: {_config_error_line(err)}") from None
+        configure_logging(root.obj.log_level)
+    return root.obj
 
 
-@click.group()
+def _config_error_line(err: Exception) -> str:
+    from pydantic import ValidationError
+
+    if not isinstance(err, ValidationError):
+        return _one_line(str(err))
+    problems = []
+    for e in err.errors(include_url=False):
+        where = ".".join(str(part) for part in e["loc"]) or "settings"
+        secret = any(is_secret_name(str(part)) for part in e["loc"])
+        got = "" if secret or isinstance(e["input"], dict) else f" (got {e['input']!r})"  # a section says nothing
+        problems.append(f"{where}: {e['msg']}{got}")
+    return _one_line("; ".join(problems))
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = mask_secrets(" ".join(text.split()))
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
+# The client library an error comes from names the service: Kafka, OpenSearch, or the lake (Iceberg's catalog).
+_SERVICE_LIBRARIES = {"kafka": "kafka", "opensearchpy": "opensearch", "pyiceberg": "lake", "sqlalchemy": "lake"}
+
+
+def _service_of(err: Exception) -> str | None:
+    """The service behind ``err``: by the library that raised it, or, for a network error (``OSError``,
+    which requests' errors are), by the service library the traceback passes through (a REST catalog)."""
+    service = _SERVICE_LIBRARIES.get(type(err).__module__.split(".")[0])
+    if service is None and isinstance(err, OSError):
+        for frame in reversed(traceback.extract_tb(err.__traceback__)):
+            service = next((s for lib, s in _SERVICE_LIBRARIES.items() if f"/{lib}/" in frame.filename), None)
+            if service is not None:
+                break
+    return service
+
+
+def _raised_on_purpose(err: Exception) -> bool:
+    """A plain RuntimeError raised by hybridrec's own code: a precondition explained to the operator
+    ("derived.query_tags is missing: run `hybridrec batch extract` first"), not a bug."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+    return type(err) is RuntimeError and module.split(".")[0] == "hybridrec"
+
+
+def _one_line_error(err: Exception, settings: Settings | None) -> str | None:
+    """One line for an error the operator can act on: a service's (naming it and where to look next: its
+    log, or the catalog for the lake), ours (ServiceError, StepFailed, a deliberate RuntimeError); None
+    for anything else, so a bug keeps its traceback."""
+    from hybridrec.infra.services import ServiceError
+    from hybridrec.pipeline import StepFailed
+
+    if isinstance(err, (ServiceError, StepFailed)) or _raised_on_purpose(err):  # the message says what and where
+        return _one_line(str(err).strip().split("\n", 1)[0], 500)  # a log tail may follow: its path is above
+    service = _service_of(err)
+    if service is None or settings is None:
+        return None
+    what = str(err) if str(err).startswith(type(err).__name__) else f"{type(err).__name__}: {err}".rstrip(": ")
+    if service == "lake":
+        missing = type(err).__name__.startswith("NoSuch")  # a table or namespace no job has written yet
+        return _one_line(f"the lake (catalog {settings.catalog_uri}): {what}", 240) + (
+            " (has the job that writes it run? `hybridrec quickstart`; `hybridrec tables` lists what is there)"
+            if missing else " (is the catalog reachable? see lake.uri in `hybridrec config`)")
+    return _one_line(what, 240) + _where_to_look(service, settings)
+
+
+def _where_to_look(service: str, settings: Settings) -> str:
+    """`` (kafka at host:port, log: ...; is it up? ...)``: the end of a one-line error about a running service."""
+    from hybridrec.infra.kafka import KafkaService
+    from hybridrec.infra.opensearch import OpenSearchService
+
+    process, where = ((KafkaService(settings), settings.kafka.bootstrap) if service == "kafka"
+                      else (OpenSearchService(settings), settings.opensearch.url))
+    return f" ({process.name} at {where}, log: {process.log_file}; is it up? `hybridrec infra status`)"
+
+
+class _Cli(click.Group):
+    """The root group: an operator's error below it becomes one line (exit 1) instead of a traceback,
+    which is still logged at DEBUG (``HYBRIDREC__LOG_LEVEL=DEBUG``)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as err:  # noqa: BLE001 - anything not a service's error is re-raised as it was
+            line = _one_line_error(err, ctx.obj)
+            if line is None:
+                raise
+            logging.getLogger("hybridrec.cli").debug("the error in full", exc_info=err)  # log_level: DEBUG
+            raise click.ClickException(line) from err
+
+
+@click.group(cls=_Cli)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Config file (default: $HYBRIDREC_CONFIG or configs/default.yaml).")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """hybridrec: hybrid recommender for places and short-form clips."""
-    try:
-        settings = load_settings(config_path)
-    except (FileNotFoundError, ValueError) as err:
-        raise click.ClickException(f"invalid configuration: {err}") from err
-    configure_logging(settings.log_level)
-    ctx.obj = settings
+    if config_path:  # through the environment, so benchmarks' own loads and child processes read it too
+        os.environ["HYBRIDREC_CONFIG"] = str(Path(config_path).resolve())
+    ctx.obj = None  # loaded by _settings() when a verb needs it
 
 
 @cli.group()
@@ -39,7 +145,8 @@ def infra() -> None:
 def _print_statuses(statuses, exit_code_if_unhealthy: int | None = None) -> None:
     for s in statuses:
         state = "healthy" if s.healthy else ("running, unhealthy" if s.running else "stopped")
-        click.echo(f"{s.name:<12} port {s.port if s.port else '-':<6} {state:<20} {s.detail}  (log: {s.log})")
+        detail = mask_secrets(s.detail)  # the lake's names its catalog URI, which may carry a password
+        click.echo(f"{s.name:<12} port {s.port if s.port else '-':<6} {state:<20} {detail}  (log: {s.log})")
     if exit_code_if_unhealthy is not None and not all(s.healthy for s in statuses):
         sys.exit(exit_code_if_unhealthy)
 
@@ -126,11 +233,15 @@ def load_gowalla_cmd(ctx: click.Context, data_dir: Path | None) -> None:
     """Load the Gowalla benchmark split into the lake (gowalla.events_train / events_test)."""
     from hybridrec.batch.jobs import load_gowalla_job
 
-    click.echo(json.dumps(load_gowalla_job(_settings(ctx), data_dir), indent=2))
+    try:
+        counts = load_gowalla_job(_settings(ctx), data_dir)
+    except FileNotFoundError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(json.dumps(counts, indent=2))
 
 
 @cli.command("tables")
-@click.option("--sample", type=int, default=3, help="Rows to show per table.")
+@click.option("--sample", type=click.IntRange(min=0), default=3, help="Rows to show per table.")
 @click.pass_context
 def tables(ctx: click.Context, sample: int) -> None:
     """Row counts, producing run and a sample of rows of every table in the lake."""
@@ -153,9 +264,12 @@ def quickstart(ctx: click.Context) -> None:
 @click.pass_context
 def retrain(ctx: click.Context, fail_at: str | None) -> None:
     """Nightly retraining: interactions, CF, candidates, LightGBM ranker, evaluation, publish."""
-    from hybridrec.batch.retrain import retrain_job
+    from hybridrec.batch.retrain import UnknownStep, retrain_job
 
-    context = retrain_job(_settings(ctx), fail_at=fail_at)
+    try:
+        context = retrain_job(_settings(ctx), fail_at=fail_at)
+    except UnknownStep as err:
+        raise click.BadParameter(str(err), param_hint="--fail-at") from None
     click.echo(json.dumps({"run_id": context["run"].run_id, "metrics": context["headline"],
                            "indices": context["indices"]}, indent=2))
 
@@ -194,7 +308,7 @@ def rollback(ctx: click.Context) -> None:
 
 
 @cli.command("runs")
-@click.option("--limit", type=int, default=10)
+@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True, help="Runs to show.")
 @click.pass_context
 def runs(ctx: click.Context, limit: int) -> None:
     """Latest retrain and distill runs from the model registry: status, config hash, metrics."""
@@ -202,12 +316,32 @@ def runs(ctx: click.Context, limit: int) -> None:
     from hybridrec.lake import Lake
 
     history = run_history(Lake(_settings(ctx))).head(limit)
+    if history.empty:
+        click.echo("no runs recorded yet (`hybridrec retrain` and `hybridrec distill` record theirs)")
+        return
     click.echo(history[["run_id", "status", "config_hash", "recorded_at", "metrics"]].to_string(index=False))
 
 
 @cli.group()
-def bench() -> None:
-    """Benchmarks: print figures and write benchmarks/results/<name>.json."""
+@click.option("--results-dir", type=click.Path(path_type=Path), envvar=RESULTS_ENV, default=None,
+              help=f"Where results go (${RESULTS_ENV}; default: benchmarks/results/ of the checkout, "
+                   "./benchmark-results/ when installed from a wheel).")
+def bench(results_dir: Path | None) -> None:
+    """Benchmarks: print figures and write <name>.json into the results folder."""
+    if results_dir is not None:  # through the environment: benchmarks' child processes write there too
+        os.environ[RESULTS_ENV] = str(results_dir.resolve())
+
+
+def _benchmark(name: str):
+    """A benchmark module of hybridrec.bench (the benchmarks/ folder, shipped in the wheel), by import."""
+    _check_results_dir()
+    return importlib.import_module(f"hybridrec.bench.{name}")
+
+
+def _check_results_dir() -> None:
+    """Checked when a benchmark runs, not when the option is parsed, so `--help` works whatever it says."""
+    if (path := results_dir()).exists() and not path.is_dir():
+        raise click.BadParameter(f"{path} is a file, not a folder", param_hint=f"--results-dir / ${RESULTS_ENV}")
 
 
 @bench.command("synthetic")
@@ -216,6 +350,7 @@ def bench_synthetic(ctx: click.Context) -> None:
     """Generator speed on the configured world (events/s, table sizes)."""
     from hybridrec.batch.jobs import synthetic_benchmark
 
+    _check_results_dir()
     click.echo(json.dumps(synthetic_benchmark(_settings(ctx)), indent=2))
 
 
@@ -223,52 +358,46 @@ def bench_synthetic(ctx: click.Context) -> None:
 @click.pass_context
 def bench_extraction(ctx: click.Context) -> None:
     """Keyword/tag/intent quality vs the synthetic truth, Yelp and NSMC real text, reviews/s."""
-    metrics = _run_benchmark("extraction.py", _settings(ctx))
+    metrics = _benchmark("extraction").run_benchmark(_settings(ctx))
     click.echo(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=2, ensure_ascii=False))
 
 
 @bench.command("realtext", context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench_realtext(args: tuple[str, ...]) -> None:
-    """Keywords, aspect tags and query intent on the hand-labelled real-text sets (--split, --backends, --limit)."""
-    import runpy
+@click.pass_context
+def bench_realtext(ctx: click.Context, args: tuple[str, ...]) -> None:
+    """Keywords, aspect tags and query intent on the hand-labelled real-text sets (--split, --backends, --limit).
 
-    from hybridrec.config import PROJECT_ROOT
-
-    sys.exit(runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "realtext.py"))["main"](list(args)))
+    Flags pass through: `hybridrec bench realtext -- --help` lists them.
+    """
+    _settings(ctx)  # the benchmark reads the same config: a broken one is a one-line error here
+    sys.exit(_benchmark("realtext").main(list(args)))
 
 
 @bench.command("streaming", context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench_streaming(args: tuple[str, ...]) -> None:
-    """Sink and context throughput on a recorded backlog, and freshness under steady load (--events, --rate)."""
-    import runpy
+@click.pass_context
+def bench_streaming(ctx: click.Context, args: tuple[str, ...]) -> None:
+    """Sink and context throughput on a recorded backlog, and freshness under steady load (--events, --rate).
 
-    from hybridrec.config import PROJECT_ROOT
-
-    runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "streaming.py"))["main"](list(args))
+    Flags pass through: `hybridrec bench streaming -- --help` lists them.
+    """
+    _settings(ctx)
+    _benchmark("streaming").main(list(args))
 
 
 @bench.command("distill")
 @click.pass_context
 def bench_distill(ctx: click.Context) -> None:
     """Student vs teacher on the gold set (tag F1, intent, agreement) and queries/s on one core."""
-    _print_json(_run_benchmark("distill.py", _settings(ctx)))
+    _print_json(_benchmark("distill").run_benchmark(_settings(ctx)))
 
 
 @bench.command("cold-start")
 @click.pass_context
 def bench_cold_start(ctx: click.Context) -> None:
     """Search-only users: popularity vs raw search history vs student tags; soccer fans' baseball share."""
-    _print_json(_run_benchmark("cold_start.py", _settings(ctx)))
-
-
-def _run_benchmark(script: str, *args):
-    import runpy
-
-    from hybridrec.config import PROJECT_ROOT
-
-    return runpy.run_path(str(PROJECT_ROOT / "benchmarks" / script))["run_benchmark"](*args)
+    _print_json(_benchmark("cold_start").run_benchmark(_settings(ctx)))
 
 
 @bench.command("gowalla", context_settings={"ignore_unknown_options": True})
@@ -277,15 +406,27 @@ def _run_benchmark(script: str, *args):
 def bench_gowalla(ctx: click.Context, args: tuple[str, ...]) -> None:
     """CF models on Gowalla with the LightGCN protocol (all-ranking Recall@20/NDCG@20).
 
-    Flags pass through: --models bspm als, --split validation, --set bspm.ideal_rank=576.
+    Flags pass through: --models bspm als, --split validation, --set bspm.ideal_rank=576
+    (`hybridrec bench gowalla -- --help` lists them).
     """
-    import runpy
-
-    from hybridrec.config import PROJECT_ROOT
-
-    benchmark = runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "gowalla.py"))
     data_dir = ["--data-dir", _settings(ctx).gowalla.path] if "--data-dir" not in args else []
-    sys.exit(benchmark["main"]([*data_dir, *args]))
+    sys.exit(_benchmark("gowalla").main([*data_dir, *args]))
+
+
+@bench.command("serving")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Load duration per rate.")
+@click.option("--rates", default="50,100,200", show_default=True, help="Requests/s, comma-separated.")
+@click.pass_context
+def bench_serving(ctx: click.Context, seconds: float, rates: str) -> None:
+    """Feed latency under load: real uvicorn server, load from a separate process, p50/p95/p99 and stages."""
+    try:
+        parsed = [float(r) for r in rates.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{rates!r}: comma-separated numbers, e.g. 50,100,200", param_hint="--rates") from None
+    if not parsed or any(not r > 0 or r == float("inf") for r in parsed):
+        raise click.BadParameter("every rate must be a finite number above 0", param_hint="--rates")
+    _print_json(_benchmark("serving").run_benchmark(_settings(ctx), parsed, seconds))
 
 
 @cli.group()
@@ -294,7 +435,7 @@ def batch() -> None:
 
 
 @batch.command("extract")
-@click.option("--max-chunks", type=int, default=None,
+@click.option("--max-chunks", type=click.IntRange(min=1), default=None,
               help="Process at most this many chunks per text source, then stop (a re-run resumes).")
 @click.pass_context
 def batch_extract(ctx: click.Context, max_chunks: int | None) -> None:
@@ -313,12 +454,21 @@ def _print_json(payload) -> None:
     click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
 
 
+def _table_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    namespace, _, name = value.partition(".")
+    if not (namespace and name):
+        raise click.BadParameter(f"{value!r}: namespace.table, e.g. raw.events")
+    return value
+
+
 @stream.command("replay")
-@click.option("--events-table", default="raw.events", show_default=True, help="Any Iceberg table of the events schema.")
-@click.option("--queries-table", default="raw.search_queries", show_default=True)
+@click.option("--events-table", default="raw.events", show_default=True, callback=_table_name,
+              help="Any Iceberg table of the events schema.")
+@click.option("--queries-table", default="raw.search_queries", show_default=True, callback=_table_name)
 @click.option("--no-queries", is_flag=True, help="Replay events only.")
-@click.option("--rate", type=float, default=None, help="Messages/s (default: streaming.replay_rate; 0: full speed).")
-@click.option("--limit", type=int, default=None, help="Stop after this many messages.")
+@click.option("--rate", type=click.FloatRange(min=0), default=None,
+              help="Messages/s (default: streaming.replay_rate; 0: full speed).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Stop after this many messages.")
 @click.option("--suffix", default=None, help="Id suffix of the re-enacted messages (default: a timestamp).")
 @click.option("--as-recorded", is_flag=True, help="Keep the recorded ids and timestamps.")
 @click.pass_context
@@ -380,8 +530,10 @@ def stream_show(ctx: click.Context, user_id: str) -> None:
 
 
 @stream.command("demo")
-@click.option("--seconds", type=float, default=30.0, show_default=True, help="How long to replay.")
-@click.option("--rate", type=float, default=500.0, show_default=True, help="Messages/s.")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="How long to replay.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=500.0, show_default=True,
+              help="Messages/s.")
 @click.option("--user", "user_id", default=None, help="The user to watch (default: the busiest one replayed).")
 @click.pass_context
 def stream_demo(ctx: click.Context, seconds: float, rate: float, user_id: str | None) -> None:
@@ -403,36 +555,22 @@ def serve(ctx: click.Context) -> None:
 @cli.command("feed")
 @click.argument("user_id")
 @click.option("--surface", type=click.Choice(["place", "clip"]), default="clip", show_default=True)
-@click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Items (at most serving.max_limit, as the API).")
 @click.pass_context
 def feed(ctx: click.Context, user_id: str, surface: str, limit: int) -> None:
     """Print a user's feed with reasons, through the same pipeline the API serves."""
     from hybridrec.serving.commands import print_feed
 
+    settings = _settings(ctx)
+    if limit > settings.serving.max_limit:
+        raise click.BadParameter(f"{limit} is above serving.max_limit ({settings.serving.max_limit})",
+                                 param_hint="--limit")
     try:
-        print_feed(_settings(ctx), user_id, surface, limit, emit=click.echo)
-    except RuntimeError as err:
-        raise click.ClickException(str(err)) from err
-
-
-@bench.command("serving")
-@click.option("--seconds", type=float, default=60.0, show_default=True, help="Load duration per rate.")
-@click.option("--rates", default="50,100,200", show_default=True, help="Requests/s, comma-separated.")
-@click.pass_context
-def bench_serving(ctx: click.Context, seconds: float, rates: str) -> None:
-    """Feed latency under load: real uvicorn server, load from a separate process, p50/p95/p99 and stages."""
-    import runpy
-
-    from hybridrec.config import PROJECT_ROOT
-
-    try:
-        parsed = [float(r) for r in rates.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"{rates!r}: comma-separated numbers, e.g. 50,100,200", param_hint="--rates") from None
-    if not parsed or any(r <= 0 for r in parsed):
-        raise click.BadParameter("every rate must be above 0", param_hint="--rates")
-    benchmark = runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "serving.py"))
-    _print_json(benchmark["run_benchmark"](_settings(ctx), parsed, seconds))
+        print_feed(settings, user_id, surface, limit, emit=click.echo)
+    except RuntimeError as err:  # the API's answer was not 200; a 503 is search (OpenSearch) unavailable
+        hint = _where_to_look("opensearch", settings) if "(503)" in str(err) else ""
+        raise click.ClickException(_one_line(str(err)) + hint) from err
 
 
 @bench.command("first-feed")
@@ -442,16 +580,11 @@ def bench_serving(ctx: click.Context, seconds: float, rates: str) -> None:
 @click.pass_context
 def bench_first_feed(ctx: click.Context, feeds: int, publish: bool) -> None:
     """First-feed latency of a fresh `hybridrec serve` (and right after a publish): time to ready, first feeds."""
-    import runpy
-
-    from hybridrec.config import PROJECT_ROOT
-
-    benchmark = runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "first_feed.py"))
-    _print_json(benchmark["run_benchmark"](_settings(ctx), feeds, publish))
+    _print_json(_benchmark("first_feed").run_benchmark(_settings(ctx), feeds, publish))
 
 
 @cli.command("experiments")
-@click.option("--days", type=int, default=None, help="Only the last N days of events (default: all).")
+@click.option("--days", type=click.IntRange(min=1), default=None, help="Only the last N days of events (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def experiments(ctx: click.Context, days: int | None, as_json: bool) -> None:
@@ -468,42 +601,14 @@ def experiments(ctx: click.Context, days: int | None, as_json: bool) -> None:
 @cli.command("config")
 @click.pass_context
 def show_config(ctx: click.Context) -> None:
-    """Print the effective configuration and its hash; API keys are masked."""
+    """Print the effective configuration and its hash; secrets (API keys, passwords) are masked."""
     settings = _settings(ctx)
-    shown = settings.model_dump(mode="json")
-    shown["serving"]["api_keys"] = [f"{key[:2]}*** ({len(key)} chars)" for key in settings.serving.api_keys]
-    shown["lake"]["uri"] = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", shown["lake"]["uri"])  # a password in a URI
-    shown["lake"]["properties"] = {k: "***" if re.search(r"secret|password|token|key|credential", k, re.I) else v
-                                   for k, v in shown["lake"].get("properties", {}).items()}
+    shown = mask_settings(settings.model_dump(mode="json"))
     click.echo(json.dumps({"config_hash": settings.config_hash(), **shown}, indent=2))
 
 
-def _unreachable_service_errors() -> tuple[type[BaseException], ...]:
-    """Errors of the services' clients that mean "not running or not there": a one-line message and
-    exit code 1 for the operator, not a traceback."""
-    from kafka.errors import KafkaError
-    from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
-    from opensearchpy.exceptions import NotFoundError as OpenSearchNotFound
-    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
-
-    return KafkaError, OpenSearchConnectionError, OpenSearchNotFound, NoSuchNamespaceError, NoSuchTableError
-
-
 def main() -> None:
-    from hybridrec.infra.services import ServiceError
-    from hybridrec.pipeline import StepFailed
-
-    try:
-        cli(prog_name="hybridrec")
-    except (ServiceError, StepFailed) as err:
-        click.echo(f"hybridrec: {err}", err=True)
-        sys.exit(1)
-    except Exception as err:
-        if not isinstance(err, _unreachable_service_errors()):
-            raise
-        click.echo(f"hybridrec: {type(err).__name__}: {err} (are the services up? `hybridrec infra status`; "
-                   "has the job that writes this run? `hybridrec quickstart`)", err=True)
-        sys.exit(1)
+    cli(prog_name="hybridrec")
 
 
 if __name__ == "__main__":

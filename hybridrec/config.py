@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "configs" / "default.yaml"
@@ -239,6 +239,9 @@ class DistillSettings(_Section):
     llm_teacher: Literal["", "llamacpp", "http", "transformers"] = ""  # "": the offline reader teaches alone
     llm_budget_texts: int = Field(300, ge=0)  # new texts the LLM teacher labels per run
     llm_budget_seconds: float = Field(1800, ge=0)  # and the model time it may spend on them
+    review_pool_per_source: int = Field(1000, ge=0)  # real reviews per language the review student learns from
+    review_l2: float = Field(1e-4, ge=0)
+    llm_review_budget_texts: int = Field(20, ge=0)  # reviews the LLM teacher reads per run (answers are cached)
     seed: int = 7
     student_run: str = ""  # "" = the newest succeeded distill run; else a run id under retrain.models_dir
 
@@ -303,9 +306,15 @@ class ServingSettings(_Section):
     # extra process runs meanwhile. p99 at 100 req/s on 2 cores: 2 workers 48 ms, 3 workers 25-29, 4 38.
     workers: int = Field(0, ge=0)
     api_keys: list[str] = Field(default_factory=list)  # write endpoints need one; empty: writes are refused
-    read_requires_key: bool = False
+    read_requires_key: bool = True  # private by default: feeds reveal a user's tastes
+    # HS256 secret of the user claims the gateway signs (Authorization: Bearer <JWT>, sub = user id);
+    # empty: no claim is accepted and every feed's reasons are generic. Never printed (SecretStr).
+    user_token_secret: SecretStr = SecretStr("")
+    user_token_audience: str = ""  # required "aud" of user claims; "": not checked
     rate_limit_per_s: float = Field(1000.0, gt=0)  # per API key (or per client address without one)
     rate_limit_burst: int = Field(2000, ge=1)
+    # Buckets in the table every worker shares (16 bytes each); keys hashing to one slot share a budget.
+    rate_limit_slots: int = Field(65536, ge=1)
     default_limit: int = Field(20, ge=1)
     max_limit: int = Field(100, ge=1)
     max_events_per_request: int = Field(1000, ge=1)
@@ -342,6 +351,13 @@ class ServingSettings(_Section):
     @classmethod
     def _workers_for_this_machine(cls, workers: int) -> int:
         return workers or (os.cpu_count() or 1) + 1
+
+    @field_validator("user_token_secret")
+    @classmethod
+    def _secret_long_enough(cls, secret: SecretStr) -> SecretStr:
+        if 0 < len(secret.get_secret_value()) < 32:  # RFC 7518 3.2: an HS256 key of at least 256 bits
+            raise ValueError("serving.user_token_secret needs at least 32 characters (or none)")
+        return secret
 
     @model_validator(mode="after")
     def _variants_distinct(self) -> "ServingSettings":

@@ -18,9 +18,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import hybridrec.bench
 from hybridrec.config import PROJECT_ROOT
 
-DATA_DIR = PROJECT_ROOT / "benchmarks" / "datasets" / "realtext"
+DATA_DIR = Path(hybridrec.bench.__file__).parent / "datasets" / "realtext"  # package data: a wheel has them too
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"  # the real-text sources the sets were drawn from
 YELP_SAMPLE = SHARED_DATA / "yelp_review_text_sample" / "yelp_academic_dataset_review.head.json"
 NSMC_SAMPLE = SHARED_DATA / "korean_reviews" / "nsmc_raw_first200movies.jsonl"

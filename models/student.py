@@ -95,14 +95,21 @@ class Vocabulary:
         known.discard(None)
         return list(known)
 
+    def rows_of(self, features: Iterable[str]) -> list[int]:
+        """Indices of the known features among ``features``, each once."""
+        return list({i for i in map(self.index.get, features) if i is not None})
+
     def matrix(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Binary features, each row scaled to unit length so long queries do not shout."""
-        rows = [self.row(t) for t in texts]
-        lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        indptr = np.concatenate([[0], np.cumsum(lengths)])
-        indices = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(indptr[-1]))
-        values = np.repeat(1 / np.sqrt(np.maximum(lengths, 1)), lengths).astype(np.float32)
-        return sp.csr_matrix((values, indices, indptr), shape=(len(texts), len(self)))
+        return unit_matrix([self.row(t) for t in texts], len(self))
+
+
+def unit_matrix(rows: Sequence[Sequence[int]], width: int) -> sp.csr_matrix:
+    """Binary features, each row scaled to unit length so long texts do not shout."""
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    indices = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(indptr[-1]))
+    values = np.repeat(1 / np.sqrt(np.maximum(lengths, 1)), lengths).astype(np.float32)
+    return sp.csr_matrix((values, indices, indptr), shape=(len(rows), width))
 
 
 @dataclass
@@ -116,6 +123,10 @@ class LinearHead:
     def probabilities_of_row(self, row: list[int]) -> np.ndarray:
         scores = self.bias + (self.weights[row].sum(axis=0) / np.sqrt(len(row)) if len(row) else 0.0)
         return _activate(scores[None, :], self.kind)[0]
+
+    def probabilities(self, x: sp.csr_matrix) -> np.ndarray:
+        """One row of probabilities per row of ``x`` (unit-scaled features, as :func:`unit_matrix` builds)."""
+        return _activate(np.asarray(x @ self.weights) + self.bias, self.kind)
 
 
 def _activate(scores: np.ndarray, kind: str) -> np.ndarray:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import socket
 import tempfile
 from collections.abc import Callable
 
+from pydantic import SecretStr
+
 from hybridrec.config import Settings
+from hybridrec.serving.auth import API_KEY_HEADER, sign_user_token
+from hybridrec.serving.ratelimit import shared_table
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +78,17 @@ def serve(settings: Settings) -> None:
 
     cfg = settings.serving
     log.info("feed API on http://%s:%d (docs at /docs)", cfg.host, cfg.port)
+    if not cfg.api_keys:
+        log.warning("no serving.api_keys: writes%s will answer 403; set HYBRIDREC__SERVING__API_KEYS='[\"<key>\"]'",
+                    " and reads" if cfg.read_requires_key else "")
     if cfg.workers > 1:  # worker processes import the app themselves: they read the same config
         config = uvicorn.Config("hybridrec.serving.asgi:app", host=cfg.host, port=cfg.port, workers=cfg.workers,
                                 **UVICORN_OPTIONS)
         metrics_dir = tempfile.mkdtemp(prefix="hybridrec-metrics-")
         os.environ[MULTIPROCESS_DIR_ENV] = metrics_dir
         try:
-            _supervisor(config, [listening_socket(cfg.host, cfg.port)], metrics_dir).run()
+            with shared_table(cfg.rate_limit_slots):  # one rate-limit budget for all workers
+                _supervisor(config, [listening_socket(cfg.host, cfg.port)], metrics_dir).run()
         finally:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     else:
@@ -88,17 +97,29 @@ def serve(settings: Settings) -> None:
         uvicorn.run(create_app(settings), host=cfg.host, port=cfg.port, **UVICORN_OPTIONS)
 
 
+def _as_the_user(settings: Settings, user_id: str) -> tuple[Settings, dict[str, str]]:
+    """Settings and headers of an in-process caller holding a key and the user's own claim, both made up
+    for this one process: nobody else can use them. The operator sees the feed as the user would (the
+    same data ``hybridrec stream show`` prints); the served API's keys and secret are not needed."""
+    key, secret = secrets.token_urlsafe(24), secrets.token_urlsafe(32)
+    serving = settings.serving.model_copy(update={"api_keys": [key], "user_token_secret": SecretStr(secret)})
+    token = sign_user_token(secret, user_id, ttl_s=300, audience=serving.user_token_audience)
+    return settings.model_copy(update={"serving": serving}), {API_KEY_HEADER: key, "Authorization": f"Bearer {token}"}
+
+
 def print_feed(settings: Settings, user_id: str, surface: str, limit: int, emit: Callable[[str], None]) -> dict:
-    """One feed through the real pipeline (no HTTP), printed for people; returns the response body."""
+    """One feed through the real pipeline (no HTTP), printed for people as the user sees it (personal
+    reasons); returns the response body."""
     from fastapi.testclient import TestClient
 
     from hybridrec.serving.app import create_app
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its per-request INFO line is noise in a printed feed
+    settings, headers = _as_the_user(settings, user_id)
     with TestClient(create_app(settings, warm_item_cache=False)) as client:  # returns once warm (or given up)
         if not client.app.state.warm_up.done:
             emit("note: the server could not get warm (see the log); this feed may be degraded")
-        response = client.get(f"/v1/feed/{user_id}", params={"surface": surface, "limit": limit})
+        response = client.get(f"/v1/feed/{user_id}", params={"surface": surface, "limit": limit}, headers=headers)
     body = response.json()
     if response.status_code != 200:
         raise RuntimeError(f"feed for {user_id} failed ({response.status_code}): {body.get('error')}")

@@ -58,6 +58,7 @@ class FeedQuery:
     lat: float | None = None
     lon: float | None = None
     radius_km: float | None = None
+    personal_reasons: bool = False  # the caller proved to be this user: reasons may name their searches, likes
 
     @property
     def location(self) -> tuple[float, float] | None:
@@ -224,7 +225,8 @@ class FeedPipeline:
             items.append({
                 "item_id": item_id, "position": position, "score": round(scores[item_id], 6),
                 "sources": sources, "title": doc.get("title"), "topic_path": doc.get("topic_path"),
-                "reason": reason(doc, sources, query.surface, liked, state.searched, self.taxonomy)})
+                "reason": reason(doc, sources, query.surface, liked, state.searched, self.taxonomy,
+                                 personal=query.personal_reasons)})
         return {"request_id": uuid.uuid4().hex, "user_id": query.user_id, "surface": query.surface,
                 "run_id": model.run_id, "experiment_variant": variant.name, "segment": state.segment,
                 "degraded": False, "sources_answered": candidates.counts(),

@@ -1,4 +1,10 @@
-"""A short, honest reason per feed item: the user's own interests it matches, else the source that found it."""
+"""A short, honest reason per feed item: the user's own interests it matches, else the source that found it.
+
+Personal reasons name what the user searched for or liked; they go only to the user themself
+(a verified user claim, :mod:`hybridrec.serving.auth`). Anyone else gets :data:`GENERIC_REASONS`,
+which name the kind of source and nothing the user did: not the searches or search words (the
+``keyword`` source), not the engagements (co-visitation, CF, content similarity).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,13 @@ SOURCE_REASONS = {  # most personal first: the first source that found the item 
     "popular": "popular on {surface}",
     "fallback": "popular right now",
 }
+GENERIC_REASONS = {
+    **{source: "recommended for you" for source in ("covisit", "graph", "als", "content", "keyword")},
+    "geo": "popular in this area",
+    "trending": SOURCE_REASONS["trending"],
+    "popular": SOURCE_REASONS["popular"],
+    "fallback": SOURCE_REASONS["fallback"],
+}
 
 
 def tag_label(taxonomy: Taxonomy, tag: str) -> str:
@@ -35,10 +48,21 @@ def _quoted(labels: Sequence[str]) -> str:
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
+def generic_reason(sources: Sequence[str], surface: str) -> str:
+    """Why an item is in the feed, told to a caller that is not the user: nothing the user did."""
+    for source in GENERIC_REASONS:
+        if source in sources:
+            return GENERIC_REASONS[source].format(surface="the map" if surface == "place" else "clips")
+    return "recommended for you"
+
+
 def reason(doc: Mapping[str, Any], sources: Sequence[str], surface: str, liked: Mapping[str, float],
-           searched: Mapping[str, float], taxonomy: Taxonomy, max_labels: int = 2) -> str:
+           searched: Mapping[str, float], taxonomy: Taxonomy, max_labels: int = 2, personal: bool = False) -> str:
     """"because you liked places with 'ramen' and 'japanese'" when the item's tags meet the user's
-    interests (engaged topics first, then searches); otherwise why its source proposed it."""
+    interests (engaged topics first, then searches); otherwise why its source proposed it.
+    ``personal=False``: the :func:`generic_reason`, whatever the user's interests."""
+    if not personal:
+        return generic_reason(sources, surface)
     tags = list(dict.fromkeys(doc.get("tags") or [doc.get("topic_path", "")]))
     for interests, template in ((liked, "because you liked {noun} with {labels}"),
                                 (searched, "because you searched for {labels}")):

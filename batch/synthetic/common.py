@@ -3,6 +3,7 @@ vectorised weighted sampling."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 import zlib
 from dataclasses import dataclass
@@ -93,6 +94,16 @@ def format_ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
     """``prefix`` + zero-padded numbers, built in Arrow (a million ids in milliseconds)."""
     digits = pc.utf8_lpad(pc.cast(pa.array(numbers, type=pa.int64()), pa.string()), width, "0")
     return pc.binary_join_element_wise(prefix, digits, "")
+
+
+def opaque_ids(prefix: str, seed: int, purpose: str, n: int) -> pa.Array:
+    """``prefix`` + 16 hex digits of a keyed hash (BLAKE2b, keyed by the seed and purpose) of 0..n-1:
+    ids that say nothing about order or count and cannot be enumerated, yet the same for the same seed."""
+    key = f"{seed}:{purpose}".encode()
+    ids = [prefix + hashlib.blake2b(i.to_bytes(8, "little"), digest_size=8, key=key).hexdigest() for i in range(n)]
+    if len(set(ids)) != n:  # 64 bits: a collision needs billions of ids, but never serve two users as one
+        raise ValueError(f"opaque ids of {purpose} collided for seed {seed}")
+    return pa.array(ids, type=pa.string())
 
 
 def id_width(n: int) -> int:

@@ -15,7 +15,7 @@ import pyarrow as pa
 from hybridrec.batch.synthetic import text
 from hybridrec.batch.synthetic.common import (
     DAY_US, REGION_LAT, REGION_LON, REGION_WEIGHTS, REGIONS, SECOND_US, Window, format_ids, gumbel_top_k, id_width,
-    jitter, text_random, timestamps, zipf_weights,
+    jitter, opaque_ids, text_random, timestamps, zipf_weights,
 )
 from hybridrec.config import SyntheticSettings
 from hybridrec.contract import CLIPS, PLACES, TRUTH_ITEM_TAGS, TRUTH_USER_INTERESTS, USERS
@@ -80,6 +80,11 @@ class Users:
         return np.where(in_force, self.weights[rows], 0.0)
 
 
+def user_ids(cfg: SyntheticSettings) -> pa.Array:
+    """The world's user ids, row by row: opaque (``u`` + 16 hex digits), as a real service's would be."""
+    return opaque_ids("u", cfg.seed, "users", cfg.n_users)
+
+
 def make_users(cfg: SyntheticSettings, topics: Topics, window: Window, rng: np.random.Generator) -> Users:
     n = cfg.n_users
     cold = np.zeros(n, dtype=bool)
@@ -89,7 +94,7 @@ def make_users(cfg: SyntheticSettings, topics: Topics, window: Window, rng: np.r
     signup_warm = window.start_us - rng.integers(DAY_US, 730 * DAY_US, n)
     signup_cold = window.end_us - rng.integers(SECOND_US * 3600, 7 * DAY_US, n)
     topic_codes, weights, from_day = _interests(n, ~cold, topics, window, rng)
-    ids = format_ids("u", np.arange(n), id_width(n))
+    ids = user_ids(cfg)
     variants = pa.array(["control", "treatment"])
     return Users(
         ids=ids, region=region, lat=lat, lon=lon, korean=rng.random(n) < 0.7,

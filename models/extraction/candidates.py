@@ -21,6 +21,7 @@ from functools import cache
 
 import numpy as np
 
+from hybridrec.models.extraction.opinions import NOT_SERVICE_SPEED_AFTER, SPEED_WORDS, OpinionReader
 from hybridrec.taxonomy import Tag, Taxonomy
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -71,7 +72,7 @@ _NOT_THIS_PLACE_BEFORE = re.compile(r"(\bwish\b|\bif only\b|would be nice|\bunli
 _NOT_THIS_PLACE_AFTER = re.compile(r"[^.!?\s]{0,4}\s?(?:이|가)?\s?(?:있었으면|었으면|였으면|했으면|면 좋겠|말고)")
 _KO_NEGATED_AFTER = re.compile(r"[\uac00-\ud7a3]{0,3}\s*(?:없|아니|안\s|않)")  # "주차장이 없어요"
 _KO_NEGATION_AFTER = {("않", "VX"), ("없", "VA"), ("아니", "VCN")}
-_KO_NEGATION_BEFORE = {("안", "MAG"), ("못", "MAG")}
+_KO_NEGATION_BEFORE = {("안", "MAG"), ("못", "MAG"), ("불", "XPN")}  # 불 of 불친절, 불편
 _KO_CONTENT = ("NNG", "NNP", "XR", "VA", "VV")
 
 
@@ -79,11 +80,14 @@ class Gazetteer:
     """Every ko/en surface form of the taxonomy, matched in one pass."""
 
     def __init__(self, taxonomy: Taxonomy):
+        self.taxonomy = taxonomy
         forms: dict[str, Tag] = {}
         for tag in taxonomy.tags:
             for form in tag.recognised_forms:
                 forms.setdefault(form.casefold(), tag)
         self._tags = forms
+        self._by_path = {tag.path: tag for tag in taxonomy.tags}
+        self.opinions = OpinionReader(taxonomy)
         alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
         # Start of a word on the left; on the right a non-letter for Latin forms (no "parking" in
         # "parkings" is fine either way), anything for Hangul (particles attach to nouns).
@@ -109,12 +113,21 @@ class Gazetteer:
             negated = bool(_KO_NEGATED_AFTER.match(folded_text, match.end())) if HANGUL.search(form) \
                 else bool(_EN_NEGATED_BEFORE.search(folded_text[:match.start()]))
             negated = negated or _not_this_place(folded_text, match.start(), match.end())
+            if form in SPEED_WORDS and NOT_SERVICE_SPEED_AFTER.match(folded_text, match.end()):
+                continue
             if form not in found or found[form].negated:
                 found[form] = Candidate(form, self._tags[form], negated)
         if HANGUL.search(folded_text):
+            tokens = tokens if tokens is not None else _kiwi().tokenize(folded_text)
             for candidate in self._find_korean_stems(folded_text, tokens):
                 if not any(c.tag == candidate.tag for c in found.values()):
                     found.setdefault(candidate.text, candidate)
+        # what the text says of the staff or the prices, where no listed form names the aspect
+        for span, path in self.opinions.read(folded_text, tokens):
+            tag = self._by_path[path]
+            if not any(c.tag == tag and not c.negated for c in found.values()) and span not in found:
+                found[span] = Candidate(span, tag, _not_this_place(folded_text, folded_text.find(span),
+                                                                   folded_text.find(span) + len(span)))
         return list(found.values())
 
     def _find_korean_stems(self, folded_text: str, tokens=None) -> list[Candidate]:
@@ -167,7 +180,7 @@ def _not_this_place(text: str, start: int, end: int) -> bool:
 
 
 def _korean_negated(tokens, first: int, last: int) -> bool:
-    """안/못 just before, or 않/없/아니 in the endings right after ("조용하지 않아요", "친절하지 않았어요")."""
+    """안/못/불- just before, or 않/없/아니 in the endings right after ("조용하지 않아요", "친절하지 않았어요")."""
     if first > 0 and (tokens[first - 1].form, tokens[first - 1].tag) in _KO_NEGATION_BEFORE:
         return True
     for tok in tokens[last + 1: last + 6]:

@@ -60,6 +60,7 @@ _INSTRUCTION_KO = re.compile("|".join(f"(?:{p})" for p in [
     r"(이전|위의|앞의|기존|모든).{0,12}(지시|명령|지침|규칙|프롬프트).{0,12}(무시|잊어|따르지)",
     r"(태그|라벨|카테고리|분류).{0,15}(달아|붙여|지정|설정|해줘|해 줘|하세요|해라|하라|로 해)",
     r"(시스템\s*프롬프트|너는 이제|지금부터 너는|명령을 따라)",
+    r"(사용자|도우미|어시스턴트|챗봇|시스템)\s*:",  # a scripted dialogue with a machine
 ]))
 
 
@@ -73,7 +74,10 @@ _CLASSIFYING = re.compile(
     r"(?<!price )\b(tag(s|ged|ging)?|label(s|led|ed|ing)?|categor(y|ies|i[sz]e[ds]?)|classif(y|ied|ies|ication)|"
     r"file[sd]? (it|this)? ?under|index(ed)? (it |this )?as|list(ed)? (it |this )?as|hashtags?|metadata|keywords?)\b|"
     r"태그|분류|카테고리|라벨|키워드|해시태그|메타데이터|속성값", re.IGNORECASE)
-_METADATA = re.compile(r"(^|\s)#\w+|\{\s*\"|\b\w+\s*=\s*\[|^\s*\w[\w ]{0,20}:\s*\S", re.MULTILINE)
+# A heading that announces attributes ("매장 정보:", "Amenities:") or a row of check marks is metadata;
+# a reviewer's own headings ("한 줄 요약: 비쌈", "Pros: friendly staff") are content and stay.
+_METADATA = re.compile(r"(^|\s)#\w+|\{\s*\"|\b\w+\s*=\s*\[|(?:[✔✓☑✅].*){2,}|"
+                       r"^[^:\n]{0,20}(정보|속성|info|information|attributes?|amenities|metadata)\s*:", re.IGNORECASE)
 
 
 # Asides a reader skips: a bracketed note to someone ("(참고로 이 리뷰는 ... 정리해 주세요)", "[Translator's note: ...]"),
@@ -85,10 +89,16 @@ _POINTER = re.compile(r"(?:➡️?|→|⇒|👉|=>)[^.!?\n]*")
 _LABEL_LIST = re.compile(r"[^.!?\n/]*(?:\s/\s[^.!?\n/]+){2,}")
 
 
+_SPACED_SLASH = re.compile(r"\s/\s")
+
+
 def remove_asides(text: str) -> str:
     text = _ASIDE.sub(lambda m: " " if _ASIDE_WORDS.search(m.group(1)) or addressed_to_a_machine(m.group(1))
                       else m.group(0), text)
-    return re.sub(r"[ \t]{2,}", " ", _LABEL_LIST.sub(" ", _POINTER.sub(" ", text)))
+    text = _POINTER.sub(" ", text)
+    if _SPACED_SLASH.search(text):  # the list pattern tries every start: only where a list can be
+        text = _LABEL_LIST.sub(" ", text)
+    return re.sub(r"[ \t]{2,}", " ", text)
 
 
 def addressed_to_a_machine(sentence: str) -> bool:

@@ -7,14 +7,15 @@ users with known tastes: serving itself never sees it.
 
 from __future__ import annotations
 
+import importlib
 import json
 import secrets
-import socket
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -22,6 +23,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+from pydantic import SecretStr
 
 from hybridrec.fallback import fallback_path
 from hybridrec.batch.retrain import retrain_job
@@ -30,27 +32,35 @@ from hybridrec.contract import EVENT_TYPES, EVENTS, TRUTH_USER_INTERESTS, EventR
 from hybridrec.infra.kafka import ensure_topics
 from hybridrec.lake import Lake
 from hybridrec.serving.app import create_app
+from hybridrec.serving.auth import sign_user_token
+from hybridrec.serving.reasons import GENERIC_REASONS
+from hybridrec.serving.schemas import FeedResponse
 from hybridrec.streaming.context import ContextFolder, ContextRules
 from hybridrec.streaming.context_store import ContextStore
 from hybridrec.streaming.inbox import Message
 from hybridrec.models.extraction.rules import RuleQueryReader
+from tests.integration.serving_support import free_port, served
 
 pytestmark = pytest.mark.integration
 
 API_KEY = "integration-key"
+KEY = {"X-API-Key": API_KEY}
+USER_TOKEN_SECRET = "integration-user-token-secret-0123456789"
 SURFACES = ("place", "clip")
+GENERIC = {r.format(surface=s) for r in GENERIC_REASONS.values() for s in ("the map", "clips")} | {"recommended for you"}
 
 
 @pytest.fixture(scope="module")
 def world(small_world):
-    """The small world retrained and published, with Kafka topics of its own and a write key."""
+    """The small world retrained and published, with Kafka topics of its own, a key and a user-claim secret."""
     run = retrain_job(small_world)["run"]
     suffix = secrets.token_hex(3)
     kafka = small_world.kafka.model_copy(update={
         "events_topic": f"test-api-events-{suffix}", "queries_topic": f"test-api-queries-{suffix}",
         "dead_letter_topic": f"test-api-dead-{suffix}"})
     settings = small_world.model_copy(update={
-        "kafka": kafka, "serving": small_world.serving.model_copy(update={"api_keys": [API_KEY]})})
+        "kafka": kafka, "serving": small_world.serving.model_copy(update={
+            "api_keys": [API_KEY], "user_token_secret": SecretStr(USER_TOKEN_SECRET)})})
     ensure_topics(settings)
     yield settings, run.run_id
     delete_topics(settings, [kafka.events_topic, kafka.queries_topic, kafka.dead_letter_topic])
@@ -75,10 +85,25 @@ def warm_user(settings) -> str:
     return str(per_surface[list(SURFACES)].min(axis=1).idxmax())
 
 
-def _feed(client, user: str, surface: str, limit: int = 20) -> dict:
-    response = client.get(f"/v1/feed/{user}", params={"surface": surface, "limit": limit})
+def _claim(user: str) -> dict[str, str]:
+    """The header a gateway adds after authenticating ``user``."""
+    return {"Authorization": f"Bearer {sign_user_token(USER_TOKEN_SECRET, user, ttl_s=300)}"}
+
+
+def _feed(client, user: str, surface: str, limit: int = 20, headers: dict | None = None) -> dict:
+    response = client.get(f"/v1/feed/{user}", params={"surface": surface, "limit": limit},
+                          headers=KEY if headers is None else headers)
     assert response.status_code == 200, response.text
-    return response.json()
+    body = response.json()
+    FeedResponse.model_validate(body)  # the orjson fast path sends what /docs declares, nothing more
+    return body
+
+
+@pytest.fixture(scope="module")
+def other_user(settings, warm_user) -> str:
+    """Another user of the world with events: the one whose claim must not unlock the warm user's reasons."""
+    events = Lake(settings).scan(EVENTS, columns=("user_id",)).to_pandas()
+    return str(events.loc[events["user_id"] != warm_user, "user_id"].value_counts().index[0])
 
 
 @pytest.mark.parametrize("surface", SURFACES)
@@ -94,38 +119,65 @@ def test_warm_user_gets_a_ranked_personalised_feed(client, world, warm_user, sur
     assert set(body["timings_ms"]) == {"queue", "load", "candidates", "rank", "rules", "respond"}
 
 
+def _serve_env(small_world_env: dict[str, str], workers: int) -> dict[str, str]:
+    return {**small_world_env, "HYBRIDREC__SERVING__PORT": str(free_port()), "HYBRIDREC__SERVING__WORKERS": str(workers),
+            "HYBRIDREC__SERVING__API_KEYS": json.dumps([API_KEY]),
+            "HYBRIDREC__SERVING__USER_TOKEN_SECRET": USER_TOKEN_SECRET}
+
+
 def test_hybridrec_serve_answers_from_its_worker_processes(small_world_env, world, warm_user, tmp_path):
     """The command operators run: two uvicorn workers (uvloop, httptools, the shared listener) serving
     the published run over real HTTP, and stopping cleanly."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**small_world_env, "HYBRIDREC__SERVING__PORT": str(port), "HYBRIDREC__SERVING__WORKERS": "2"}
-    url = f"http://127.0.0.1:{port}"
-    with (tmp_path / "serve.log").open("wb") as log:
-        server = subprocess.Popen([sys.executable, "-m", "hybridrec.cli", "serve"], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "hybridrec serve did not answer /healthz within 90 s"
-            time.sleep(0.5)
-        with httpx.Client(base_url=url, timeout=30) as http:  # keep-alive: later requests reuse the connection
+    with served(_serve_env(small_world_env, workers=2), tmp_path / "serve.log") as (url, server):
+        with httpx.Client(base_url=url, timeout=30, headers=KEY) as http:  # keep-alive: requests reuse the connection
             bodies = [http.get(f"/v1/feed/{warm_user}", params={"surface": s, "limit": 10}).json() for s in SURFACES]
             bad = http.get(f"/v1/feed/{warm_user}", params={"surface": "moon"})
-    finally:
-        server.terminate()
-        exit_code = server.wait(timeout=30)
+        keyless = httpx.get(f"{url}/v1/feed/{warm_user}", params={"surface": "clip"}, timeout=30)
     for body in bodies:
         assert body["degraded"] is False and body["run_id"] == world[1] and body["items"]
     assert bad.status_code == 422 and "surface" in bad.text
-    assert exit_code == 0
+    assert keyless.status_code == 401  # private by default
+    assert server.returncode == 0
+
+
+def _generated_client(url: str, root) -> object:
+    """A Python client generated (openapi-python-client) from the OpenAPI document the server serves."""
+    (root / "openapi.json").write_bytes(httpx.get(f"{url}/openapi.json", timeout=30).content)
+    (root / "generator.yaml").write_text("post_hooks: []\n")  # no formatter needed to import it
+    subprocess.run([str(Path(sys.executable).with_name("openapi-python-client")), "generate",
+                    "--path", str(root / "openapi.json"), "--output-path", str(root / "feed_api_client"),
+                    "--meta", "none", "--config", str(root / "generator.yaml")], check=True, capture_output=True)
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("feed_api_client")
+    finally:
+        sys.path.remove(str(root))
+
+
+def test_a_client_generated_from_the_served_openapi_reads_feeds_with_reasons_only_its_user_may_see(
+        small_world_env, warm_user, other_user, tmp_path):
+    """Over real HTTP (three workers): the generated client parses the feed into the declared models;
+    the service key alone, or another user's claim, gets generic reasons; the user's own claim, personal ones."""
+    with served(_serve_env(small_world_env, workers=3), tmp_path / "serve.log") as (url, _):
+        api = _generated_client(url, tmp_path)
+        feed = importlib.import_module("feed_api_client.api.default.feed")
+        surface = importlib.import_module("feed_api_client.models.feed_surface").FeedSurface.PLACE
+
+        def reasons(token: str | None) -> list[str]:
+            client = (api.AuthenticatedClient(base_url=url, token=token, headers=dict(KEY), timeout=httpx.Timeout(30))
+                      if token else api.Client(base_url=url, headers=dict(KEY), timeout=httpx.Timeout(30)))
+            with client:
+                response = feed.sync_detailed(warm_user, client=client, surface=surface, limit=20)
+            assert response.status_code == 200, response.content
+            body = response.parsed
+            assert body.degraded is False and body.items, body
+            return [item.reason for item in body.items]
+
+        own = reasons(sign_user_token(USER_TOKEN_SECRET, warm_user, ttl_s=300))
+        not_own = [reasons(None), reasons(sign_user_token(USER_TOKEN_SECRET, other_user, ttl_s=300))]
+    assert any(r.startswith("because you") for r in own), own
+    for told in not_own:
+        assert set(told) <= GENERIC, told
 
 
 def test_soccer_only_user_sees_no_baseball_clips(client, settings):
@@ -148,7 +200,7 @@ def test_dead_opensearch_answers_from_the_fallback_file(settings):
         "serving": settings.serving.model_copy(update={"search_timeout_s": 0.5})})
     published = json.loads(fallback_path(settings).read_text())
     with TestClient(create_app(dead)) as dead_client:
-        body = _feed(dead_client, "u00001", "clip", limit=5)
+        body = _feed(dead_client, "u-not-in-the-world", "clip", limit=5)
     assert body["degraded"] is True and body["degraded_reason"] == "search unavailable"
     assert [i["item_id"] for i in body["items"]] == published["clip"]["all"][:5]
     assert body["run_id"] == published["run_id"]
@@ -164,7 +216,7 @@ def test_an_overloaded_server_sheds_to_the_fallback_list_instead_of_queueing(set
         assert _feed(busy_client, warm_user, "clip")["degraded"] is False  # models and lists loaded
 
         def get(_: int):
-            return busy_client.get(f"/v1/feed/{warm_user}", params={"surface": "clip", "limit": 5})
+            return busy_client.get(f"/v1/feed/{warm_user}", params={"surface": "clip", "limit": 5}, headers=KEY)
 
         responses = list(pool.map(get, range(16)))
         metrics = busy_client.get("/metrics").text
@@ -269,7 +321,7 @@ def _requests(draw, operations: list[tuple[str, str, dict]], user_ids: list[str]
 def test_fuzzed_openapi_requests_never_5xx_except_503(client, warm_user):
     spec = client.get("/openapi.json").json()
     operations = [(method.upper(), path, op) for path, ops in spec["paths"].items() for method, op in ops.items()]
-    users = [warm_user, "u00002", "nobody"]
+    users = [warm_user, "u0123456789abcdef", "nobody"]
 
     @hyp_settings(max_examples=150, deadline=None, derandomize=True,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -309,3 +361,22 @@ def test_skipped_and_engaged_items_leave_the_next_feed(client, settings, warm_us
     after = [i["item_id"] for i in _feed(client, warm_user, "clip")["items"]]
     assert skipped not in after and engaged not in after
     assert after != before
+
+
+def test_reasons_name_a_users_searches_and_likes_only_to_that_user(client, settings, warm_user, other_user):
+    """Under the default config: the warm user's likes, and a new user's searches (tags and search words
+    in the real-time context), appear in reasons only with that user's own claim."""
+    searcher = f"u-searcher-{secrets.token_hex(4)}"
+    tag = next(i["topic_path"] for i in _feed(client, warm_user, "place")["items"] if i["topic_path"])
+    word = tag.rsplit("/", 1)[-1].replace("_", " ")
+    store = ContextStore.from_settings(settings)
+    store.ensure_index()
+    store.client.index(index=store.index, id=searcher, refresh=True, body=orjson.dumps({
+        "user_id": searcher, "search_tags": [{"tag": tag, "weight": 1.0}], "search_keywords": [{"keyword": word, "weight": 1.0}],
+        "updated_at_ms": int(time.time() * 1000)}))
+    for user, personal in ((warm_user, "because you liked"), (searcher, "searched for")):
+        own = _feed(client, user, "place", headers={**KEY, **_claim(user)})
+        assert any(personal in i["reason"] for i in own["items"]), (user, [i["reason"] for i in own["items"]])
+        for headers in (KEY, {**KEY, **_claim(other_user)}):
+            told = [i["reason"] for i in _feed(client, user, "place", headers=headers)["items"]]
+            assert set(told) <= GENERIC and not any(word in r for r in told), (user, told)

@@ -29,6 +29,8 @@ from hybridrec.serving.app import create_app
 pytestmark = pytest.mark.integration
 
 WORKERS = 3
+API_KEY = "ops-integration-key"  # reads need a key under the default config
+KEY = {"X-API-Key": API_KEY}
 FEED_ROUTE = "/v1/feed/{user_id}"
 SEOMYEON = (35.1578, 129.0600)  # busan-seomyeon's centre in the synthetic world
 
@@ -54,7 +56,7 @@ def _free_port() -> int:
 
 def _fresh_get(url: str, params: dict | None = None) -> httpx.Response:
     """One request on a connection of its own, so the kernel may hand it to any worker."""
-    return httpx.get(url, params=params, timeout=30, headers={"Connection": "close"})
+    return httpx.get(url, params=params, timeout=30, headers={**KEY, "Connection": "close"})
 
 
 def _feeds(base: str, users: list[str], count: int, parallel: int = 1) -> list[dict]:
@@ -72,6 +74,7 @@ def server(small_world_env, published, users, tmp_path_factory) -> Iterator[dict
     """`hybridrec serve` with three workers; waits for ``/readyz``, then sends the first 20 feeds at once."""
     port = _free_port()
     env = {**small_world_env, "HYBRIDREC__SERVING__PORT": str(port), "HYBRIDREC__SERVING__WORKERS": str(WORKERS),
+           "HYBRIDREC__SERVING__API_KEYS": json.dumps([API_KEY]),
            "HYBRIDREC__SERVING__MODEL_CHECK_INTERVAL_S": "1",
            # the metrics test sends feeds in parallel on a shared 2-core machine: none is shed for that
            "HYBRIDREC__SERVING__MAX_QUEUE_MS": "10000"}
@@ -145,13 +148,13 @@ def test_degraded_place_feed_in_busan_answers_with_busan_places_by_name(publishe
     settings, run_id = published
     dead = settings.model_copy(update={
         "opensearch": settings.opensearch.model_copy(update={"port": _free_port()}),  # nothing listens there
-        "serving": settings.serving.model_copy(update={"search_timeout_s": 0.5})})
+        "serving": settings.serving.model_copy(update={"search_timeout_s": 0.5, "api_keys": [API_KEY]})})
     places = Lake(settings).scan(PLACES, columns=("item_id", "name", "region")).to_pandas().set_index("item_id")
     assert json.loads(fallback_path(settings).read_text())["run_id"] == run_id
     with TestClient(create_app(dead)) as client:
-        body = client.get("/v1/feed/u00001", params={"surface": "place", "limit": 10,
-                                                     "lat": SEOMYEON[0], "lon": SEOMYEON[1]}).json()
-        anywhere = client.get("/v1/feed/u00001", params={"surface": "place", "limit": 10}).json()
+        body = client.get("/v1/feed/someone", params={"surface": "place", "limit": 10, "lat": SEOMYEON[0],
+                                                      "lon": SEOMYEON[1]}, headers=KEY).json()
+        anywhere = client.get("/v1/feed/someone", params={"surface": "place", "limit": 10}, headers=KEY).json()
     assert body["degraded"] is True and body["run_id"] == run_id and len(body["items"]) == 10
     for item in body["items"]:
         assert places.at[item["item_id"], "region"].startswith("busan"), item

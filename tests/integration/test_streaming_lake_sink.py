@@ -78,27 +78,27 @@ def test_sigkilled_sink_lands_every_event_exactly_once(world, tmp_path):
 def _poison(world, now: datetime) -> list[tuple[str, str, bytes, str]]:
     """(topic kind, key, bytes, expected reason) for each way a message can be broken."""
     place, clip = world.recording.places[0], world.recording.clips[0]
-    good = {"event_id": "bad", "user_id": "u00001", "item_id": place, "surface": "place", "event_type": "click",
+    good = {"event_id": "bad", "user_id": "u-test-01", "item_id": place, "surface": "place", "event_type": "click",
             "ts": "2026-10-01T12:00:00Z"}
 
     def event(**changes) -> bytes:
         return json.dumps({k: v for k, v in {**good, **changes}.items() if v is not None}).encode()
 
-    query = {"query_id": "qbad", "user_id": "u00001", "text": "sushi", "ts": "2026-10-01T12:00:00Z"}
+    query = {"query_id": "qbad", "user_id": "u-test-01", "text": "sushi", "ts": "2026-10-01T12:00:00Z"}
     return [
-        ("events", "u00001", b"{this is not json", "bad-json"),
-        ("events", "u00002", b"\xff\xfe\x00\x01", "bad-json"),
-        ("events", "u00003", b"[1, 2, 3]", "bad-json"),
-        ("events", "u00004", event(event_type="purchase"), "unknown-value"),
-        ("events", "u00005", event(user_id=None), "missing-field"),
-        ("events", "u00006", event(dwell_ms="very long"), "wrong-type"),
-        ("events", "u00007", event(ts="2026-10-01T12:00:00"), "wrong-type"),
-        ("events", "u00008", event(item_id="p9999999"), "unknown-item"),
-        ("events", "u00009", event(item_id=clip), "surface-mismatch"),
-        ("events", "u00010", event(ts=(now + timedelta(days=1)).isoformat()), "future-timestamp"),
-        ("events", "u00011", event(mood="great"), "unknown-field"),
-        ("queries", "u00012", json.dumps({**query, "clicked_item_ids": ["c9999999"]}).encode(), "unknown-item"),
-        ("queries", "u00013", json.dumps({k: v for k, v in query.items() if k != "text"}).encode(), "missing-field"),
+        ("events", "u-test-01", b"{this is not json", "bad-json"),
+        ("events", "u-test-02", b"\xff\xfe\x00\x01", "bad-json"),
+        ("events", "u-test-03", b"[1, 2, 3]", "bad-json"),
+        ("events", "u-test-04", event(event_type="purchase"), "unknown-value"),
+        ("events", "u-test-05", event(user_id=None), "missing-field"),
+        ("events", "u-test-06", event(dwell_ms="very long"), "wrong-type"),
+        ("events", "u-test-07", event(ts="2026-10-01T12:00:00"), "wrong-type"),
+        ("events", "u-test-08", event(item_id="p9999999"), "unknown-item"),
+        ("events", "u-test-09", event(item_id=clip), "surface-mismatch"),
+        ("events", "u-test-10", event(ts=(now + timedelta(days=1)).isoformat()), "future-timestamp"),
+        ("events", "u-test-11", event(mood="great"), "unknown-field"),
+        ("queries", "u-test-12", json.dumps({**query, "clicked_item_ids": ["c9999999"]}).encode(), "unknown-item"),
+        ("queries", "u-test-13", json.dumps({k: v for k, v in query.items() if k != "text"}).encode(), "missing-field"),
     ]
 
 

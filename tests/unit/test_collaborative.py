@@ -6,7 +6,7 @@ excluded items, and reject transposed or out-of-range inputs with a clear error.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import math
 from pathlib import Path
 
@@ -215,10 +215,7 @@ def test_holdout_split_partitions_each_user():
 
 
 def test_gowalla_loader_reads_lightgcn_format(tmp_path: Path):
-    spec = importlib.util.spec_from_file_location(
-        "bench_gowalla", Path(__file__).resolve().parents[2] / "benchmarks" / "gowalla.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = importlib.import_module("hybridrec.bench.gowalla")
     (tmp_path / "train.txt").write_text("0 0 2\n1 1\n2 3 0\n")
     (tmp_path / "test.txt").write_text("0 1\n1 4\n2 2\n")
     train, test = bench.load_gowalla(tmp_path)

@@ -35,7 +35,7 @@ def test_missing_split_file_is_explained(tmp_path, tmp_lake_settings):
 
 
 def test_the_benchmark_report_carries_measured_provenance(tmp_path):
-    from benchmarks.gowalla import run_gowalla_benchmark
+    from hybridrec.bench.gowalla import run_gowalla_benchmark
 
     train = "".join(f"{u} {' '.join(str((u + k) % 40) for k in range(6))}\n" for u in range(40))
     test = "".join(f"{u} {(u + 7) % 40}\n" for u in range(40))

@@ -2,9 +2,10 @@
 
 Generated and training text: every string of the synthetic generator's and the query pool's word
 lists and templates, the taxonomy's surface forms, the texts of the default synthetic world (its
-reviews, clip titles and search log, which the distill teacher labels), the distill pool and the
-old gold set. No evaluation text may equal one of them once normalised (case, width, spacing,
-punctuation) or be a near-duplicate (character-trigram Jaccard >= 0.8).
+reviews, clip titles and search log, which the distill teacher labels), the distill pool, the old
+gold set and the real reviews the review student learns from. No evaluation text may equal one of
+them once normalised (case, width, spacing, punctuation) or be a near-duplicate (character-trigram
+Jaccard >= 0.8).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from hybridrec.batch import query_pool
 from hybridrec.batch.distill import held_out, load_gold
 from hybridrec.batch.query_pool import QueryPool
+from hybridrec.batch.review_pool import review_pool
 from hybridrec.batch.synthetic import generate_world, text as synthetic_text
 from hybridrec.config import Settings, SyntheticSettings
 from hybridrec.contract import CLIPS, REVIEWS, SEARCH_QUERIES
@@ -57,6 +59,7 @@ def generated_texts() -> set[str]:
     cfg = Settings().distill
     texts |= set(QueryPool(load_taxonomy(), cfg.seed).write(cfg.pool_size))
     texts |= {g.text for g in load_gold()[1]}
+    texts |= set(review_pool(cfg.review_pool_per_source, cfg.seed))  # the review student's training reviews
     columns = {REVIEWS.name: ["text"], CLIPS.name: ["title", "description"], SEARCH_QUERIES.name: ["text"]}
     for spec, table in generate_world(SyntheticSettings(n_events=200_000)):
         for column in columns.get(spec.name, ()):

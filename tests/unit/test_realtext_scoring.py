@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.realtext import calibration, keyword_matches, prf
+from hybridrec.bench.realtext import calibration, keyword_matches, prf
 
 
 def test_keywords_match_when_one_holds_the_other_and_is_at_least_half_as_long():

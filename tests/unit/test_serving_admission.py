@@ -102,7 +102,8 @@ def overloaded_app(tmp_path):
         {"run_id": "run-x", "place": {"all": ["p1", "p2"]}, "clip": {"all": ["c1", "c2", "c3"]}}))
     settings = load_settings(environ={"HYBRIDREC__HOME": str(tmp_path), "HYBRIDREC__OPENSEARCH__PORT": "1",
                                       "HYBRIDREC__KAFKA__PORT": "2", "HYBRIDREC__SERVING__MAX_CONCURRENT_FEEDS": "1",
-                                      "HYBRIDREC__SERVING__MAX_QUEUE_MS": "50"})
+                                      "HYBRIDREC__SERVING__MAX_QUEUE_MS": "50",
+                                      "HYBRIDREC__SERVING__API_KEYS": "[k1]"})
     app = create_app(settings, warm_item_cache=False)
     started = threading.Event()
 
@@ -112,7 +113,7 @@ def overloaded_app(tmp_path):
         return {"user_id": query.user_id, "degraded": False, "items": [{"item_id": "personal"}]}
 
     app.state.pipeline.feed = slow_feed
-    with TestClient(app) as client:
+    with TestClient(app, headers={"X-API-Key": "k1"}) as client:
         yield client, started
 
 

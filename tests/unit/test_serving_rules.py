@@ -7,12 +7,11 @@ import pandas as pd
 import pytest
 
 from hybridrec.config import ExperimentVariant, ServingSettings
-from hybridrec.serving.auth import AccessDenied, Authorizer, TokenBuckets
 from hybridrec.serving.candidates import (
     CandidateRequest, Candidates, ItemCache, Shared, covisit_scores, shared_sources,
 )
 from hybridrec.serving.experiments import assign
-from hybridrec.serving.reasons import reason
+from hybridrec.serving.reasons import SOURCE_REASONS, generic_reason, reason
 from hybridrec.serving.rules import RuleSet, blocked_topics, hard_filters, open_at, select, topic_allowed
 from hybridrec.taxonomy import load_taxonomy
 
@@ -78,10 +77,21 @@ def test_the_classifiers_topic_catches_a_baseball_clip_filed_under_sports():
 
 def test_reason_names_the_users_interests_then_falls_back_to_the_source():
     doc = {"tags": ["food/japanese/ramen", "food/japanese"], "topic_path": "food/japanese/ramen"}
-    liked = reason(doc, ["als"], "place", {"food/japanese/ramen": 0.6}, {}, TAXONOMY)
+    liked = reason(doc, ["als"], "place", {"food/japanese/ramen": 0.6}, {}, TAXONOMY, personal=True)
     assert liked.startswith("because you liked places with 'ramen")
-    assert reason(doc, ["geo"], "place", {}, {}, TAXONOMY) == "popular near you"
-    assert "searched" in reason(doc, ["keyword"], "clip", {}, {"food/japanese/ramen": 1.0}, TAXONOMY)
+    assert reason(doc, ["geo"], "place", {}, {}, TAXONOMY, personal=True) == "popular near you"
+    assert "searched" in reason(doc, ["keyword"], "clip", {}, {"food/japanese/ramen": 1.0}, TAXONOMY, personal=True)
+
+
+@pytest.mark.parametrize("sources", [[s] for s in SOURCE_REASONS] + [["keyword", "als"], []])
+def test_generic_reasons_name_nothing_the_user_did(sources):
+    """Without ``personal`` (the default) a reason names neither the user's interests nor their activity,
+    whatever the source, even when the item matches what they searched for and liked."""
+    doc = {"tags": ["food/japanese/ramen"], "topic_path": "food/japanese/ramen", "title": "Ramen Ya"}
+    interests = {"food/japanese/ramen": 1.0}
+    told = reason(doc, sources, "place", interests, interests, TAXONOMY)
+    assert told == generic_reason(sources, "place")
+    assert not any(word in told for word in ("ramen", "search", "liked", "you liked", "near you")), told
 
 
 def test_variant_assignment_is_deterministic_and_follows_weights():
@@ -89,20 +99,6 @@ def test_variant_assignment_is_deterministic_and_follows_weights():
     first = [assign("exp", variants, f"u{i}").name for i in range(4000)]
     assert first == [assign("exp", variants, f"u{i}").name for i in range(4000)]
     assert 0.70 < first.count("a") / len(first) < 0.80
-
-
-def test_token_bucket_and_keys():
-    now = [0.0]
-    buckets = TokenBuckets(rate=1, burst=2, clock=lambda: now[0])
-    assert buckets.take("k") == 0 and buckets.take("k") == 0 and buckets.take("k") > 0
-    now[0] += 1.0
-    assert buckets.take("k") == 0
-    auth = Authorizer(ServingSettings(api_keys=["secret"]))
-    auth.check(None, "1.2.3.4", write=False)
-    with pytest.raises(AccessDenied) as missing:
-        auth.check(None, "1.2.3.4", write=True)
-    assert missing.value.status == 401
-    auth.check("secret", "1.2.3.4", write=True)
 
 
 def test_covisit_sums_neighbour_scores_of_engaged_items_and_ranks_by_score():

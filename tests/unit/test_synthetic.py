@@ -238,3 +238,14 @@ def test_drifted_interest_shows_up_only_after_its_first_day(world):
     ev["after"] = (ev.ts - start).dt.days >= ev.from_day
     share = ev.assign(on_new=ev.topic_path == ev.tag).groupby("after").on_new.mean()
     assert share[True] > 3 * share[False]
+
+
+def test_user_ids_are_opaque_unique_and_fixed_by_the_seed(world):
+    """Sequential ids (u00042) would let anyone enumerate users and read their order of sign-up."""
+    from hybridrec.batch.synthetic.entities import user_ids
+
+    ids = world["users"].user_id.tolist()
+    assert len(set(ids)) == len(ids) and all(re.fullmatch(r"u[0-9a-f]{16}", u) for u in ids)
+    assert ids == user_ids(SMALL).to_pylist() and ids != sorted(ids)
+    assert set(ids).isdisjoint(user_ids(SMALL.model_copy(update={"seed": 12})).to_pylist())
+    assert set(world["events"].user_id) <= set(ids)
