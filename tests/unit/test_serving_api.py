@@ -174,4 +174,5 @@ def test_hybridrec_feed_prints_a_feed_under_the_default_private_config(tmp_path)
     assert settings.serving.read_requires_key and not settings.serving.api_keys
     lines: list[str] = []
     body = print_feed(settings, "u1", "clip", 2, lines.append)
-    assert body["degraded"] is True and len(body["items"]) == 2 and "clip feed for u1" in lines[0]
+    assert lines[0].startswith("note: the server could not get warm")  # OpenSearch is unreachable here
+    assert body["degraded"] is True and len(body["items"]) == 2 and "clip feed for u1" in lines[1]

@@ -77,12 +77,14 @@ def test_a_file_of_the_earlier_shape_still_answers_without_names(tmp_path):
 def test_a_degraded_place_feed_for_a_busan_location_shows_busan_places_by_name(tmp_path):
     """The whole app with OpenSearch unreachable (a closed port): the feed answers from the file."""
     settings = load_settings(environ={"HYBRIDREC__HOME": str(tmp_path), "HYBRIDREC__OPENSEARCH__PORT": "1",
-                                      "HYBRIDREC__KAFKA__PORT": "2", "HYBRIDREC__SERVING__SEARCH_TIMEOUT_S": "0.5"})
+                                      "HYBRIDREC__KAFKA__PORT": "2", "HYBRIDREC__SERVING__SEARCH_TIMEOUT_S": "0.5",
+                                      "HYBRIDREC__SERVING__API_KEYS": '["k1"]'})
     published = _feed(tmp_path)
     fallback_path(settings).parent.mkdir(parents=True, exist_ok=True)
     fallback_path(settings).write_bytes(published.path.read_bytes())
     with TestClient(create_app(settings, warm_item_cache=False)) as client:
-        body = client.get("/v1/feed/u1", params={"surface": "place", "lat": BUSAN[0], "lon": BUSAN[1]}).json()
+        body = client.get("/v1/feed/u1", params={"surface": "place", "lat": BUSAN[0], "lon": BUSAN[1]},
+                          headers={"X-API-Key": "k1"}).json()
         ready = client.get("/readyz").json()
     assert body["degraded"] is True and body["run_id"] == "run-1"
     # the default 5 km radius holds p4 and p5, not Haeundae's p3 (~8 km): they come first
