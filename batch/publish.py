@@ -2,7 +2,9 @@
 
 Every index of the run is built and refreshed before any alias moves, and all aliases move in one
 ``_aliases`` call, so serving sees either the whole previous run or the whole new one. The popular
-lists also go to a local file: the fallback serving answers from when OpenSearch is down.
+lists also go to a local file (:mod:`hybridrec.fallback`): the fallback serving answers from when
+OpenSearch is down. The new indices are warmed (:func:`warm_index`) before the swap, so the first feeds
+of a new run do not pay for cold HNSW graphs and segment files.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from hybridrec.config import Settings
+from hybridrec.fallback import fallback_path, surface_lists, write_fallback
 from hybridrec.features.documents import (
     item_document, item_properties, items_alias, user_document, user_properties, users_alias,
 )
@@ -28,11 +31,6 @@ log = logging.getLogger(__name__)
 POPULAR_FALLBACK = 200
 ITEM_META = {"place": ("title", "text", "region", "address", "price_level", "open_minute", "close_minute"),
              "clip": ("title", "text", "creator_id", "duration_s", "language", "predicted_topic_path")}
-
-
-def fallback_path(settings: Settings) -> Path:
-    """The last published popular lists, read by serving in degraded mode."""
-    return settings.home_path / settings.retrain.models_dir / "popular-fallback.json"
 
 
 def _item_docs(result, items_p: dict, items: pd.DataFrame, run: RunContext, covisit_neighbours: int
@@ -61,18 +59,46 @@ def _user_docs(result, users_p: dict, run: RunContext, graph_candidates: int, ba
 
 
 def popular_lists(results: dict, profiles: dict) -> dict[str, Any]:
-    """Most popular items per surface (and per region for places), newest run's view."""
-    lists: dict[str, Any] = {}
-    for surface, result in results.items():
-        order = np.argsort(-result.data.item_popularity)[:POPULAR_FALLBACK]
-        lists[surface] = {"all": result.data.item_ids[order].tolist()}
-        items = profiles[surface][2]
-        if "region" in items.columns:
-            popularity = pd.Series(result.data.item_popularity, index=result.data.item_ids)
-            for region, members in items.groupby("region")["item_id"]:
-                ranked = popularity.reindex(members).sort_values(ascending=False)
-                lists[surface][region] = ranked.index[:POPULAR_FALLBACK].tolist()
-    return lists
+    """Most popular items per surface and per region, with what a degraded feed shows of each
+    (:func:`hybridrec.fallback.surface_lists`)."""
+    return {surface: surface_lists(pd.Series(result.data.item_popularity, index=result.data.item_ids),
+                                   profiles[surface][2], POPULAR_FALLBACK)
+            for surface, result in results.items()}
+
+
+WARM_TIMEOUT_S = 120.0  # a cold index's first k-NN query on a busy machine: far beyond serving's 2 s
+
+
+def warm_index(store: SearchStore, index: str) -> None:
+    """Run the queries serving's candidate sources run (k-NN on each vector field, BM25, a geo ring, the
+    popularity sort and topic aggregation) once on a new items index, before any alias points at it.
+
+    The project's vectors use the ``lucene`` engine, whose HNSW graphs are Lucene segment files read
+    through the page cache; the k-NN warm-up API (``/_plugins/_knn/warmup``) loads only the native
+    engines' (nmslib, faiss) graphs into native memory, so for this engine a first query per source
+    is what warms an index."""
+    fields = ["cf_vector", "content_vector", "location", "title"]
+    sample = store.client.search(index=index, body={"size": 1, "_source": fields, "query": {"match_all": {}}},
+                                 request_timeout=WARM_TIMEOUT_S)["hits"]["hits"]
+    if not sample:
+        return
+    doc = sample[0]["_source"]
+    bodies: list[dict[str, Any]] = [
+        {"size": 50, "sort": [{"popularity": {"order": "desc"}}], "query": {"match_all": {}}},
+        {"size": 0, "aggs": {"topics": {"terms": {"field": "topic_path", "size": 100}}}},
+        {"size": 50, "query": {"multi_match": {"query": doc.get("title") or "", "fields": ["title", "text", "keywords"]}}},
+    ]
+    for field in ("cf_vector", "content_vector"):
+        if doc.get(field):
+            bodies.append({"size": 50, "query": {"knn": {field: {"vector": doc[field], "k": 50}}}})
+    if doc.get("location"):
+        ring = {"geo_distance": {"distance": "5km", "location": doc["location"]}}
+        bodies.append({"size": 50, "query": {"bool": {"filter": [ring]}}})
+    lines = [line for body in bodies for line in ({"index": index}, {**body, "_source": False})]
+    responses = store.client.msearch(body=lines, request_timeout=WARM_TIMEOUT_S)["responses"]
+    failed = [r["error"] for r in responses if "error" in r]
+    if failed:
+        raise RuntimeError(f"warming {index} failed: {failed[0]}")
 
 
 def publish_run(settings: Settings, run: RunContext, run_dir: Path, results: dict, profiles: dict) -> dict[str, str]:
@@ -89,6 +115,7 @@ def publish_run(settings: Settings, run: RunContext, run_dir: Path, results: dic
         count = store.bulk_index(index, _item_docs(result, items_p, items, run, settings.retrain.covisit_neighbours),
                                  "item_id")
         store.finish_index(index)
+        warm_index(store, index)
         targets[item_alias] = index
         user_alias = store.alias_name(users_alias(surface))
         index = store.create_index(user_alias, version, user_properties(cf_dim, content_dim), metadata)
@@ -99,8 +126,7 @@ def publish_run(settings: Settings, run: RunContext, run_dir: Path, results: dic
     popular = popular_lists(results, profiles)
     (run_dir / "popular.json").write_text(json.dumps(popular))
     store.swap_aliases(targets)
-    fallback = fallback_path(settings)
-    fallback.write_text(json.dumps({"run_id": run.run_id, **popular}))
+    write_fallback(fallback_path(settings), {"run_id": run.run_id, **popular})
     for alias in targets:
         store.prune(alias, keep=settings.retrain.keep_index_versions)
     return targets

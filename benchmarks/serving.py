@@ -216,7 +216,7 @@ def run_benchmark(settings: Settings, rates: list[float], seconds: float) -> dic
             server = subprocess.Popen([sys.executable, "-m", "hybridrec.cli", "serve"], env=env,
                                       stdout=server_log, stderr=subprocess.STDOUT)
         try:
-            _wait_ready(url, server)
+            _wait_ready(url, server, timeout_s=cfg.warmup_timeout_s + 60)  # workers warm before they answer
             warm = _warm(url, users, log_path, indices=len(SURFACES) * cfg.processes, api_key=api_key)
             table = {}
             for rate in rates:

@@ -573,6 +573,16 @@ def feed(ctx: click.Context, user_id: str, surface: str, limit: int) -> None:
         raise click.ClickException(_one_line(str(err)) + hint) from err
 
 
+@bench.command("first-feed")
+@click.option("--feeds", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Feeds measured after start (and after the publish).")
+@click.option("--publish", is_flag=True, help="Also retrain and publish while the server runs, and measure after.")
+@click.pass_context
+def bench_first_feed(ctx: click.Context, feeds: int, publish: bool) -> None:
+    """First-feed latency of a fresh `hybridrec serve` (and right after a publish): time to ready, first feeds."""
+    _print_json(_benchmark("first_feed").run_benchmark(_settings(ctx), feeds, publish))
+
+
 @cli.command("experiments")
 @click.option("--days", type=click.IntRange(min=1), default=None, help="Only the last N days of events (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

@@ -402,6 +402,9 @@ class ServingSettings(_Section):
     experiments: list[ExperimentVariant] = Field(default_factory=lambda: [ExperimentVariant(name="control")])
     model_check_interval_s: float = Field(30.0, gt=0)  # how often the served alias is checked for a new run
     search_timeout_s: float = Field(2.0, gt=0)
+    # A worker answers only once its first feeds would be fast (item cache read, every source queried
+    # once); it waits this long for a slow OpenSearch, then serves anyway and /readyz says not warm.
+    warmup_timeout_s: float = Field(120.0, ge=0)
     kafka_timeout_s: float = Field(5.0, gt=0)
     # Feed pipelines at once per worker. A pipeline is mostly Python: two in one process take turns on
     # its GIL and both finish late (p99 at 100 req/s, 2 workers: 60 ms with 2, 48 ms with 1).

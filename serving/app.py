@@ -15,6 +15,7 @@ every response body is a model of :mod:`hybridrec.serving.schemas`.
 
 import logging
 import time
+from contextlib import asynccontextmanager
 from os import PathLike
 from typing import Annotated, Literal
 
@@ -25,13 +26,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hybridrec.batch.publish import fallback_path
 from hybridrec.config import Settings
 from hybridrec.contract import EventRecord, SearchQueryRecord
+from hybridrec.fallback import fallback_path
 from hybridrec.serving.admission import ARRIVED, Admission
 from hybridrec.serving.auth import API_KEY_HEADER, AccessDenied, Authorizer, Caller
 from hybridrec.serving.fallback import FallbackFeed
@@ -41,6 +42,7 @@ from hybridrec.serving.pipeline import FeedPipeline, FeedQuery, FeedUnavailable
 from hybridrec.serving.schemas import Accepted, FeedResponse, Health, Readiness, SimilarResponse, problems
 from hybridrec.serving.similar import SimilarItems
 from hybridrec.serving.store import ServingStore
+from hybridrec.serving.warmup import WarmUp
 from hybridrec.serving.writes import EventWriter, WriteUnavailable
 from hybridrec.taxonomy import load_taxonomy
 
@@ -60,6 +62,12 @@ def _problem(status: int, message: str, details: list[str] | None = None, header
 def _describe(error: dict) -> str:
     where = ".".join(str(p) for p in error.get("loc", ()))
     return f"{where}: {error.get('msg', 'invalid')}"
+
+
+def _route(scope: Scope) -> str:
+    """The matched route's template (``/v1/feed/{user_id}``): a metric label of bounded cardinality."""
+    route = scope.get("route")
+    return route.path if route is not None else "unmatched"
 
 
 class Observe:
@@ -88,13 +96,13 @@ class Observe:
             await self.app(scope, receive, sending)
         except Exception:  # a bug, not the client's fault: log it, count it, answer without internals
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            self.metrics.errors.labels(scope["path"]).inc()
+            self.metrics.errors.labels(_route(scope)).inc()
             if status is not None:
                 raise  # the response has begun: nothing else can be sent
             status = 500
             await _problem(500, "internal error; it has been logged")(scope, receive, send)
-        route = scope.get("route")
-        path = route.path if route is not None else "unmatched"
+        path = _route(scope)
+        self.metrics.worker_responses.inc()
         self.metrics.request_seconds.labels(path, scope["method"]).observe(time.perf_counter() - start)
         self.metrics.responses.labels(path, str(status)).inc()
 
@@ -115,11 +123,21 @@ def create_app(settings: Settings, warm_item_cache: bool = True, rate_limit_tabl
     writer = EventWriter(settings, pipeline.variant, metrics)
     authorizer = Authorizer(cfg, rate_limit_table)
     admission = Admission(cfg.max_concurrent_feeds, cfg.max_queue_ms)
+    warm_up = WarmUp(pipeline, cfg.warmup_timeout_s)
 
-    app = FastAPI(title="hybridrec feed API", version="1.0",
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        """Warm before answering (:mod:`hybridrec.serving.warmup`)."""
+        if not await run_in_threadpool(warm_up.run):
+            warm_up.keep_trying()
+        yield
+        warm_up.stop()
+
+    app = FastAPI(title="hybridrec feed API", version="1.0", lifespan=lifespan,
                   description="Personalised place (map) and clip (home) feeds with reasons; events and search queries in.",
                   generate_unique_id_function=lambda route: route.name)  # operation ids: feed, similar_items, ...
     app.state.pipeline, app.state.rankers, app.state.writer = pipeline, rankers, writer
+    app.state.warm_up = warm_up
 
     api_key = APIKeyHeader(name=API_KEY_HEADER, scheme_name="ApiKey", auto_error=False,
                            description="the calling service's key (serving.api_keys): writes always, reads by default")
@@ -232,7 +250,7 @@ def create_app(settings: Settings, warm_item_cache: bool = True, rate_limit_tabl
                 pass  # reported below as a failed check
         checks = {"opensearch": store.ping(), "kafka": writer.reachable(),
                   **{f"model_{s}": run is not None for s, run in rankers.ready().items()},
-                  "fallback": fallback.available}
+                  "fallback": fallback.available, "warm": warm_up.done}
         # A run made under another model config still serves: reported, not a readiness failure
         body = {"ready": all(checks.values()), "checks": checks, "runs": rankers.ready(),
                 "config_match": rankers.config_match()}
@@ -240,7 +258,7 @@ def create_app(settings: Settings, warm_item_cache: bool = True, rate_limit_tabl
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     def prometheus():
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     # FastAPI lists a route's security schemes as alternatives; reads need the key (unless configured
     # otherwise) and take the user claim on top: say so in the document clients are generated from.

@@ -185,15 +185,23 @@ class ItemCache:
             self._warmed.add(index)
         threading.Thread(target=self._warm, args=(index,), name=f"warm-{index}", daemon=True).start()
 
+    def fill(self, index: str) -> None:
+        """Read an index into the cache now (before a worker serves); failures raise."""
+        with self._lock:
+            self._warmed.add(index)
+        self._read_all(index)
+
     def _warm(self, index: str) -> None:
-        start, count = time.perf_counter(), 0
         try:
-            for batch in self.store.scan_items(index, CACHED_FIELDS, limit=self.max_items):
-                self._put(index, {d["_id"]: d["_source"] for d in batch})
-                count += len(batch)
+            self._read_all(index)
         except Exception as err:  # noqa: BLE001 - only a warm-up: requests fill the cache on their own
-            log.warning("item cache warm-up of %s stopped after %d items: %s", index, count, err)
-            return
+            log.warning("item cache warm-up of %s stopped: %s", index, err)
+
+    def _read_all(self, index: str) -> None:
+        start, count = time.perf_counter(), 0
+        for batch in self.store.scan_items(index, CACHED_FIELDS, limit=self.max_items):
+            self._put(index, {d["_id"]: d["_source"] for d in batch})
+            count += len(batch)
         log.info("item cache warmed with %d items of %s in %.1f s", count, index, time.perf_counter() - start)
         # The cache is now most of the heap and lives as long as the index is served: frozen, the
         # collector's full passes skip it (one took 170-570 ms with a warm 20k-item cache, a pause

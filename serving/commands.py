@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable
 
 from pydantic import SecretStr
@@ -33,10 +36,45 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: Settings) -> None:
-    """Run the API with uvicorn (``serving.workers`` processes, each with its own app)."""
-    import uvicorn
+def _supervisor(config, sockets: list[socket.socket], metrics_dir: str):
+    """Uvicorn's worker supervisor that hands each replaced worker's live-gauge files back
+    (prometheus_client's ``mark_process_dead``, what its docs have gunicorn's ``child_exit`` do)."""
+    from prometheus_client.multiprocess import mark_process_dead
     from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def _reap(self, before: set[int | None]) -> None:
+            for pid in before - {p.pid for p in self.processes}:
+                if pid is not None:
+                    mark_process_dead(pid, metrics_dir)
+
+        def keep_subprocess_alive(self) -> None:
+            before = {p.pid for p in self.processes}
+            super().keep_subprocess_alive()
+            self._reap(before)
+
+        def restart_all(self) -> None:
+            before = {p.pid for p in self.processes}
+            super().restart_all()
+            self._reap(before)
+
+        def handle_ttou(self) -> None:
+            before = {p.pid for p in self.processes}
+            super().handle_ttou()
+            self._reap(before)
+
+    return Supervisor(config, sockets=sockets)
+
+
+def serve(settings: Settings) -> None:
+    """Run the API with uvicorn (``serving.workers`` processes, each with its own app).
+
+    Several workers share one metrics directory (prometheus_client's multiprocess mode, see
+    :mod:`hybridrec.serving.metrics`): a fresh one per start, set in the environment before the
+    workers are spawned (they inherit it) and removed when the server stops."""
+    import uvicorn
+
+    from hybridrec.serving.metrics import MULTIPROCESS_DIR_ENV
 
     cfg = settings.serving
     log.info("feed API on http://%s:%d (docs at /docs)", cfg.host, cfg.port)
@@ -46,8 +84,13 @@ def serve(settings: Settings) -> None:
     if cfg.processes > 1:  # worker processes import the app themselves: they read the same config
         config = uvicorn.Config("hybridrec.serving.asgi:app", host=cfg.host, port=cfg.port, workers=cfg.processes,
                                 **UVICORN_OPTIONS)
-        with shared_table(cfg.rate_limit_slots):  # one rate-limit budget for all workers
-            Multiprocess(config, sockets=[listening_socket(cfg.host, cfg.port)]).run()
+        metrics_dir = tempfile.mkdtemp(prefix="hybridrec-metrics-")
+        os.environ[MULTIPROCESS_DIR_ENV] = metrics_dir
+        try:
+            with shared_table(cfg.rate_limit_slots):  # one rate-limit budget for all workers
+                _supervisor(config, [listening_socket(cfg.host, cfg.port)], metrics_dir).run()
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     else:
         from hybridrec.serving.app import create_app
 
@@ -73,7 +116,9 @@ def print_feed(settings: Settings, user_id: str, surface: str, limit: int, emit:
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its per-request INFO line is noise in a printed feed
     settings, headers = _as_the_user(settings, user_id)
-    with TestClient(create_app(settings, warm_item_cache=False)) as client:
+    with TestClient(create_app(settings, warm_item_cache=False)) as client:  # returns once warm (or given up)
+        if not client.app.state.warm_up.done:
+            emit("note: the server could not get warm (see the log); this feed may be degraded")
         response = client.get(f"/v1/feed/{user_id}", params={"surface": surface, "limit": limit}, headers=headers)
     body = response.json()
     if response.status_code != 200:

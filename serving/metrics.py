@@ -1,10 +1,26 @@
-"""Prometheus metrics of the feed API, in a registry per app (tests build many apps in one process)."""
+"""Prometheus metrics of the feed API, in a registry per app (tests build many apps in one process).
+
+Under ``hybridrec serve`` with several workers, prometheus_client's multiprocess mode makes ``/metrics``
+the whole server's: the command sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh directory before the
+workers start, every worker writes its values there, and a scrape, whichever worker answers it,
+aggregates the directory (:meth:`ServingMetrics.exposition`). Labels are bounded: routes are
+templates (``/v1/feed/{user_id}``), never raw paths.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The shared metrics directory of a multi-worker server, or None in a single process."""
+    return os.environ.get(MULTIPROCESS_DIR_ENV) or None
 
 
 class ServingMetrics:
@@ -27,4 +43,16 @@ class ServingMetrics:
                               registry=self.registry)
         self.model_config_match = Gauge("hybridrec_model_config_match",
                                         "1 when the served run was made under this server's model config, 0 when not",
-                                        ["surface"], registry=self.registry)
+                                        ["surface"], registry=self.registry,
+                                        multiprocess_mode="min")  # any worker on another config: 0
+        # one series per live worker (multiprocess mode adds the pid label): how evenly the kernel spreads load
+        self.worker_responses = Gauge("hybridrec_worker_responses", "Responses answered by this worker process",
+                                      registry=self.registry, multiprocess_mode="liveall")
+
+    def exposition(self) -> bytes:
+        """The text format of every worker's metrics (multiprocess mode), else of this app's registry."""
+        if multiprocess_dir() is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry)

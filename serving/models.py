@@ -90,13 +90,13 @@ class RankerRegistry:
             log.info("loaded %s ranker of run %s", surface, run_id)
         return self._loaded[key]
 
-    def served(self, surface: str) -> ServedModel:
-        """The model matching the served index; re-checks the alias when the interval has passed.
-        If the check fails (OpenSearch down), the model already loaded stays in service."""
+    def served(self, surface: str, recheck: bool = False) -> ServedModel:
+        """The model matching the served index; re-checks the alias when the interval has passed (or at
+        once with ``recheck``). If the check fails (OpenSearch down), the model already loaded stays in service."""
         now = time.monotonic()
-        if now - self._checked_at.get(surface, -1e9) >= self.interval_s:
+        if recheck or now - self._checked_at.get(surface, -1e9) >= self.interval_s:
             with self._lock:
-                if now - self._checked_at.get(surface, -1e9) >= self.interval_s:
+                if recheck or now - self._checked_at.get(surface, -1e9) >= self.interval_s:
                     self._checked_at[surface] = now
                     self._refresh(surface)
         if surface not in self._served:

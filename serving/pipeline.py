@@ -113,6 +113,7 @@ class FeedPipeline:
         stages = Stages(self.metrics)
         if arrived is not None:
             stages.record("queue", time.perf_counter() - arrived)
+        state: UserState | None = None
         try:
             model = self._model(query.surface, variant)
             if self.warm_item_cache:
@@ -129,11 +130,27 @@ class FeedPipeline:
             with stages.stage("rules"):
                 picked = self._rules(query, state, candidates, ranked, variant)
         except UNAVAILABLE as err:
-            return self._degraded(query, variant, err, stages)
+            return self._degraded(query, variant, err, stages, state)
         with stages.stage("respond"):
             body = self._respond(query, state, candidates, dict(ranked), picked, model, variant)
         body["timings_ms"] = stages.ms
         return body
+
+    def warm(self, surface: str, recheck: bool = False) -> None:
+        """Pay once, before serving, what a first feed of the surface would pay: the served ranker, the
+        item cache (when this pipeline keeps one), the shared lists, and one candidate gathering and
+        ranking for a published user, i.e. every source's first query (on a cold index slower than the
+        search timeout). Nothing is counted in the metrics. Raises what a feed would degrade on."""
+        model = self.rankers.served(surface, recheck=recheck)
+        if self.warm_item_cache:
+            self.items.fill(model.items_index)
+        probe = {"size": 1, "query": {"exists": {"field": "cf_vector"}}, "_source": False}
+        users = self.store.msearch(self.store.users_index(surface), [probe])[0]
+        query = FeedQuery(users[0]["_id"] if users else "warm-up", surface, self.cfg.default_limit)
+        state = self._load(query, model)
+        candidates = gather(self.store, self.items, self.global_lists, state.request, self.labels)
+        candidates.cap(max(RANKED_POOL, 3 * query.limit))
+        self._rank(query, state, candidates, model, self.variant(query.user_id))
 
     def _model(self, surface: str, variant: ExperimentVariant) -> ServedModel:
         served = self.rankers.served(surface)
@@ -219,22 +236,33 @@ class FeedPipeline:
         """The fallback answer to a request the server has no time for (:mod:`hybridrec.serving.admission`)."""
         return self._fallback(query, self.variant(query.user_id), "overloaded", "overloaded", Stages(self.metrics))
 
-    def _degraded(self, query: FeedQuery, variant: ExperimentVariant, err: Exception, stages: Stages) -> dict[str, Any]:
+    def _degraded(self, query: FeedQuery, variant: ExperimentVariant, err: Exception, stages: Stages,
+                  state: UserState | None) -> dict[str, Any]:
         kind = err.reason if isinstance(err, ModelUnavailable) else "search"
         log.warning("feed for %s on %s degraded (%s unavailable): %s", query.user_id, query.surface, kind, err)
-        return self._fallback(query, variant, kind, f"{kind} unavailable", stages, err)
+        if state is None:
+            return self._fallback(query, variant, kind, f"{kind} unavailable", stages, err)
+        # the user document was read before the failure: its home stands in for a missing location
+        return self._fallback(query, variant, kind, f"{kind} unavailable", stages, err, state.request.location,
+                              state.request.exclude)
 
     def _fallback(self, query: FeedQuery, variant: ExperimentVariant, kind: str, why: str, stages: Stages,
-                  cause: Exception | None = None) -> dict[str, Any]:
+                  cause: Exception | None = None, location: tuple[float, float] | None = None,
+                  exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
         self.metrics.degraded.labels(query.surface, kind).inc()
+        places = query.surface == "place"
         with stages.stage("fallback"):
-            ids = self.fallback.items(query.surface, None, query.limit)
-        if not ids:
+            picked = self.fallback.items(query.surface, query.limit, location or query.location,
+                                         query.radius_km or self.cfg.default_radius_km,
+                                         self.cfg.regions if places else (), exclude)
+        if not picked:
             raise FeedUnavailable(f"{why} and no fallback list at {self.fallback.path}") from cause
         return {"request_id": uuid.uuid4().hex, "user_id": query.user_id, "surface": query.surface,
                 "run_id": self.fallback.run_id, "experiment_variant": variant.name, "segment": "unknown",
-                "degraded": True, "degraded_reason": why, "sources_answered": {"fallback": len(ids)},
+                "degraded": True, "degraded_reason": why, "sources_answered": {"fallback": len(picked)},
                 "sources_missing": list(SOURCES),
-                "items": [{"item_id": i, "position": n, "score": None, "sources": ["fallback"], "title": None,
-                           "topic_path": None, "reason": "popular right now"} for n, i in enumerate(ids, start=1)],
+                "items": [{"item_id": i.item_id, "position": n, "score": None, "sources": ["fallback"],
+                           "title": i.title, "topic_path": i.topic_path,
+                           "reason": f"popular in {i.region}" if places and i.region else "popular right now"}
+                          for n, i in enumerate(picked, start=1)],
                 "timings_ms": stages.ms}

@@ -103,7 +103,7 @@ class ConfigMatch(_Body):
 class Readiness(_Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "ready": True, "checks": {"opensearch": True, "kafka": True, "model_place": True, "model_clip": True,
-                                  "fallback": True},
+                                  "fallback": True, "warm": True},
         "runs": {"place": "20261128T020000-3f2a", "clip": "20261128T020000-3f2a"},
         "config_match": {"place": {"run_id": "20261128T020000-3f2a", "run": "9c1e0b7d2a4f6e81",
                                    "server": "9c1e0b7d2a4f6e81", "match": True}, "clip": None}}]})

@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 from pydantic import SecretStr
 
-from hybridrec.batch.publish import fallback_path
+from hybridrec.fallback import fallback_path
 from hybridrec.batch.retrain import retrain_job
 from hybridrec.bus import EventBus, delete_topics
 from hybridrec.contract import EVENT_TYPES, EVENTS, TRUTH_USER_INTERESTS, EventRecord

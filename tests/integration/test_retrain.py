@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from hybridrec.batch.publish import fallback_path, rollback
+from hybridrec.batch.publish import rollback
 from hybridrec.registry import run_history
 from hybridrec.batch.retrain import retrain_job
 from hybridrec.contract import EVALUATION_RUNS
+from hybridrec.fallback import fallback_path
 from hybridrec.features.documents import items_alias, users_alias
 from hybridrec.lake import Lake
 from hybridrec.pipeline import StepFailed

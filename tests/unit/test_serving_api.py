@@ -89,7 +89,7 @@ def test_an_unexpected_error_is_a_logged_counted_500_without_internals(client, m
     monkeypatch.setattr(client.app.state.pipeline, "feed", broken)
     response = client.get("/v1/feed/u1", params={"surface": "clip"}, headers=KEY)
     assert response.status_code == 500 and "secret" not in response.text
-    assert 'hybridrec_errors_total{route="/v1/feed/u1"} 1.0' in client.get("/metrics").text
+    assert 'hybridrec_errors_total{route="/v1/feed/{user_id}"} 1.0' in client.get("/metrics").text
 
 
 def test_reads_need_an_api_key_by_default(client):
@@ -175,4 +175,5 @@ def test_hybridrec_feed_prints_a_feed_under_the_default_private_config(tmp_path)
     assert settings.serving.read_requires_key and not settings.serving.api_keys
     lines: list[str] = []
     body = print_feed(settings, "u1", "clip", 2, lines.append)
-    assert body["degraded"] is True and len(body["items"]) == 2 and "clip feed for u1" in lines[0]
+    assert lines[0].startswith("note: the server could not get warm")  # OpenSearch is unreachable here
+    assert body["degraded"] is True and len(body["items"]) == 2 and "clip feed for u1" in lines[1]
