@@ -140,12 +140,20 @@ def korean_opinions(folded_text: str, tokens) -> list[Opinion]:
                 if tag is None:
                     continue
                 if tag != "denied":
-                    end = folded_text.find(" ", cur.start + cur.len)
-                    # at most the opinion's word and the one before it: "신경 써주심", "가격이 만만치"
-                    before = folded_text.rfind(" ", tok.start, folded_text.rfind(" ", tok.start, cur.start) )
-                    found.append(Opinion(max(tok.start, before + 1), end if end >= 0 else len(folded_text), tag))
+                    found.append(_korean_span(folded_text, tok.start, cur.start, cur.start + cur.len, tag))
                 break
-    return [Opinion(o.start, _trim_end(folded_text, o.start, o.end), o.tag) for o in found]
+    return [o for o in found if o.end > o.start]
+
+
+def _korean_span(text: str, target_start: int, opinion_start: int, opinion_end: int, tag: str) -> Opinion:
+    """From the target to the end of the opinion's word, but at most that word and the one before it
+    ("신경 써주심", "가격이 만만치"), trimmed of trailing punctuation."""
+    end = text.find(" ", opinion_end)
+    end = len(text) if end < 0 else end
+    word_start = text.rfind(" ", 0, opinion_start) + 1
+    previous_start = text.rfind(" ", 0, max(word_start - 1, 0)) + 1
+    start = max(target_start, previous_start) if word_start > target_start else target_start
+    return Opinion(start, _trim_end(text, start, end), tag)
 
 
 def _korean_tag(family: OpinionFamily, tokens, o: int) -> str | None:

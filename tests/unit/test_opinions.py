@@ -61,3 +61,10 @@ def test_fast_food_is_a_kind_of_meal_not_fast_service():
     assert not [c for c in gazetteer.find("a fast food joint with a quick bite menu") if c.tag is not None
                 and c.tag.path == "service/fast"]
     assert [c.tag.path for c in gazetteer.find("our order came out fast") if c.tag is not None] == ["service/fast"]
+
+
+@pytest.mark.parametrize("text", ["가격착함!!", "직원친절", "ㅋㅋ 사장님최고", "값 싸"])
+def test_korean_spans_are_never_empty_and_always_in_the_text(reader, text):
+    folded = text.casefold()
+    spans = reader.read(folded, _kiwi().tokenize(folded))
+    assert spans and all(span and span in folded for span, _ in spans)
