@@ -159,11 +159,13 @@ def format_report(report: dict) -> str:
         return "-" if value is None else format(value, spec)
 
     for arm in report["arms"]:
-        lines.append(f"{arm['surface']:<7} {arm['variant']:<16} {arm['users']:>7,} {arm['views']:>9,} {arm['engaged']:>9,} "
+        lines.append(f"{arm['surface']:<7} {arm['variant']:<16} {arm['users']:>7,} {arm['views']:>9,} "
+                     f"{arm['engaged']:>9,} "
                      f"{num(arm['rate'], '.4f'):>7} {num(arm['lift'], '+.1%'):>7} {num(arm['z'], '.2f'):>6} "
                      f"{num(arm['p_value'], '.4f'):>7} {arm['note']}".rstrip())
     srm = report["sample_ratio"]
     if srm["p_value"] is not None:
-        lines.append(("SAMPLE RATIO MISMATCH: the split is broken, do not read the lifts. " if srm["mismatch"] else
-                      "sample ratio ok: ") + f"users per arm {srm['users']}, chi2 {srm['chi2']}, p {srm['p_value']:.4g}")
+        verdict = ("SAMPLE RATIO MISMATCH: the split is broken, do not read the lifts. " if srm["mismatch"]
+                   else "sample ratio ok: ")
+        lines.append(verdict + f"users per arm {srm['users']}, chi2 {srm['chi2']}, p {srm['p_value']:.4g}")
     return "\n".join(lines)

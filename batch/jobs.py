@@ -162,6 +162,11 @@ def quickstart_job(settings: Settings) -> dict[str, Any]:
           f"tag F1 teacher {distilled['teacher']['tag_f1']:.3f} / student {distilled['student']['tag_f1']:.3f}, "
           f"intent accuracy {distilled['teacher']['intent_accuracy']:.3f} / {distilled['student']['intent_accuracy']:.3f}, "
           f"agreement on held-out texts {distilled['holdout_agreement']:.3f}")
+    reviews = distilled["review_student"]
+    print(f"review student: {reviews['train_texts']} real reviews learned, aspect tags as the teacher on "
+          f"{reviews['agreement_holdout_tags']:.1%} of {reviews['holdout_texts']} held out, keyword F1 vs teacher "
+          f"{reviews['keyword_f1_vs_teacher']:.3f}, {reviews['review_student_reviews_per_s']:.0f} reviews/s "
+          f"(offline reader {reviews['offline_reviews_per_s']:.0f}/s on the same texts)")
     print("\nstep timings (s):", context["timings"])
     show_sample_feeds(settings)
     return context

@@ -258,7 +258,7 @@ class DistillSettings(_Section):
     llm_teacher: Literal["", "llamacpp", "http", "transformers"] = ""  # "": the offline reader teaches alone
     llm_budget_texts: int = Field(300, ge=0)  # new texts the LLM teacher labels per run
     llm_budget_seconds: float = Field(1800, ge=0)  # and the model time it may spend on them
-    review_pool_per_source: int = Field(1000, ge=0)  # real reviews per language the review student learns from
+    review_pool_per_source: int = Field(1000, ge=1, le=1500)  # real reviews per language (the committed pool's)
     review_l2: float = Field(1e-4, ge=0)
     llm_review_budget_texts: int = Field(20, ge=0)  # reviews the LLM teacher reads per run (answers are cached)
     seed: int = 7

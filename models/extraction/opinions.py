@@ -57,7 +57,8 @@ EN_FAMILIES = (
     OpinionFamily(_words("place bar restaurant room patio crowd lunch dinner night weekend saturday friday it"),
                   dict.fromkeys("packed busy crowded loud noisy hopping buzzing bumping slammed".split(), LIVELY)),
     OpinionFamily(_words("price prices pricing cost costs deal deals"),
-                  {**dict.fromkeys("low cheap great amazing unbeatable awesome excellent incredible good".split(), CHEAP),
+                  {**dict.fromkeys("low cheap great amazing unbeatable awesome excellent incredible good".split(),
+                                   CHEAP),
                    **dict.fromkeys("fair reasonable decent ok okay average moderate".split(), MODERATE),
                    **dict.fromkeys("high higher steep expensive pricey crazy outrageous ridiculous insane hefty "
                                    "inflated".split(), EXPENSIVE)}),
@@ -105,7 +106,8 @@ def english_opinions(folded_text: str) -> list[Opinion]:
     found = []
     start = 0
     for clause_end in [*(m.start() for m in _EN_CLAUSE.finditer(folded_text)), len(folded_text)]:
-        words = [(m.group(0).strip("'’-"), m.start(), m.end()) for m in _EN_WORD.finditer(folded_text, start, clause_end)]
+        words = [(m.group(0).strip("'’-"), m.start(), m.end())
+                 for m in _EN_WORD.finditer(folded_text, start, clause_end)]
         start = clause_end
         for family in EN_FAMILIES:
             targets = [i for i, (w, _, _) in enumerate(words) if w in family.targets]

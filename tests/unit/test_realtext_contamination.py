@@ -59,7 +59,7 @@ def generated_texts() -> set[str]:
     cfg = Settings().distill
     texts |= set(QueryPool(load_taxonomy(), cfg.seed).write(cfg.pool_size))
     texts |= {g.text for g in load_gold()[1]}
-    texts |= set(review_pool(cfg.review_pool_per_source, cfg.seed))  # the review student's training reviews
+    texts |= set(review_pool(10_000))  # every review of the review student's committed pool
     columns = {REVIEWS.name: ["text"], CLIPS.name: ["title", "description"], SEARCH_QUERIES.name: ["text"]}
     for spec, table in generate_world(SyntheticSettings(n_events=200_000)):
         for column in columns.get(spec.name, ()):
