@@ -97,18 +97,18 @@ def test_distill_learns_from_the_extracted_world_and_serves_the_stream(settings,
     """`hybridrec distill` end to end on the extraction's outputs: registry row, loadable models, the
     stream's tagger is the student."""
     from hybridrec.batch.distill import distill_job
-    from hybridrec.registry import distilled_files, load_topic_classifier, run_history
+    from hybridrec.registry import distilled_files, load_review_student, load_topic_classifier, run_history
     from hybridrec.contract import QueryIntent
     from hybridrec.models.extraction import make_query_tagger
 
     distilled = settings.model_copy(update={
-        "distill": settings.distill.model_copy(update={"pool_size": 3000}),
+        "distill": settings.distill.model_copy(update={"pool_size": 3000, "review_pool_per_source": 300}),
         "retrain": settings.retrain.model_copy(update={"models_dir": str(tmp_path / "models")}),
     })
     context = distill_job(distilled)
     run_id, files = distilled_files(distilled)
-    assert run_id == context["run"].run_id and set(files) == {"student", "topic_classifier", "teacher_labels",
-                                                               "metrics"}
+    assert run_id == context["run"].run_id and set(files) == {"student", "review_student", "topic_classifier",
+                                                               "teacher_labels", "metrics"}
     history = run_history(Lake(distilled))
     assert history.loc[history["run_id"] == run_id, "status"].tolist() == ["succeeded"]
     counts = context["metrics"]["labels"]
@@ -119,6 +119,10 @@ def test_distill_learns_from_the_extracted_world_and_serves_the_stream(settings,
     assert tagger.read("peru visa").intent == QueryIntent.UTILITY
     assert tagger.read("peru visa").tags == ()
     assert load_topic_classifier(distilled).predict("soccer highlights. #sports").path.startswith("sports")
+    reviews = context["metrics"]["review_student"]
+    assert reviews["train_texts"] + reviews["holdout_texts"] == 600 and reviews["agreement_holdout_tags"] >= 0.8
+    (read,) = load_review_student(distilled).extract(["The staff were lovely and the prices fair."])
+    assert read.value.tags.keys() == {"service/friendly", "price/moderate"}
 
 
 @pytest.mark.llm
@@ -131,7 +135,8 @@ def test_distill_with_the_real_llm_teacher_labels_the_most_searched_texts_within
 
     distilled = settings.model_copy(update={
         "distill": settings.distill.model_copy(update={"pool_size": 500, "llm_teacher": "llamacpp",
-                                                       "llm_budget_texts": 4, "llm_budget_seconds": 600}),
+                                                       "llm_budget_texts": 4, "llm_budget_seconds": 600,
+                                                       "review_pool_per_source": 100, "llm_review_budget_texts": 2}),
         "retrain": settings.retrain.model_copy(update={"models_dir": str(tmp_path / "models")}),
     })
     context = distill_job(distilled)
@@ -145,3 +150,4 @@ def test_distill_with_the_real_llm_teacher_labels_the_most_searched_texts_within
     assert sorted(r["text"] for r in ledger) == sorted(most_searched)  # the log's texts come first
     assert len(read_ledger(Lake(distilled), llm["teacher"])) == 4
     assert context["metrics"]["student_teachers"] == f"offline+{llm['teacher']}"
+    assert context["metrics"]["review_student"]["llm_reviews_asked"] == 2  # the review student's LLM budget
