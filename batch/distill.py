@@ -415,7 +415,7 @@ def distill_job(settings: Settings) -> dict[str, Any]:
         return {"metrics": metrics, "model_files": files}
 
     def review_student(_: dict) -> dict:
-        return distill_reviews(settings, taxonomy, run_dir, lambda text: held_out(text, cfg.holdout_share))
+        return distill_reviews(settings, taxonomy, run.run_id, run_dir, lambda text: held_out(text, cfg.holdout_share))
 
     steps = [
         Step("gold", gold, "load and check the gold set; record input snapshots"),

@@ -74,7 +74,7 @@ def _keyword_f1(predicted: Sequence[KeywordSet | None], taught: Sequence[Keyword
     return round(2 * hits / (shown + wanted), 4) if shown + wanted else 0.0
 
 
-def distill_reviews(settings: Settings, taxonomy: Taxonomy, run_dir: Path, held_out) -> dict[str, Any]:
+def distill_reviews(settings: Settings, taxonomy: Taxonomy, run_id: str, run_dir: Path, held_out) -> dict[str, Any]:
     """Fit, check and save the review student; ``held_out(text)`` says which texts it must not learn from."""
     cfg, extraction = settings.distill, settings.extraction
     texts = review_pool(cfg.review_pool_per_source)
@@ -99,7 +99,8 @@ def distill_reviews(settings: Settings, taxonomy: Taxonomy, run_dir: Path, held_
         "review_student_reviews_per_s": round(per_s, 1), "offline_reviews_per_s": round(offline_per_s, 1),
         "speedup_over_offline": round(per_s / offline_per_s, 1), **teacher_stats,
     }
-    model.header.update({"teacher": "offline" + (f"+{cfg.llm_teacher}" if cfg.llm_teacher else ""), **metrics})
+    model.header.update({"run_id": run_id, "teacher": "offline" + (f"+{cfg.llm_teacher}" if cfg.llm_teacher else ""),
+                         **metrics})
     path = model.save(run_dir / REVIEW_STUDENT_FILE)
     log.info("review student: %d reviews (%d held out), tag-set agreement %.3f, keyword F1 vs teacher %.3f, "
              "%.0f reviews/s (offline teacher %.0f/s)", len(texts), len(holdout), metrics["agreement_holdout_tags"],

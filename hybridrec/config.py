@@ -215,7 +215,7 @@ class ExtractionLlamaCppSettings(_Section):
 
 
 class ExtractionSettings(_Section):
-    backend: Literal["offline", "llamacpp", "http", "transformers"] = "offline"
+    backend: Literal["offline", "student", "llamacpp", "http", "transformers"] = "offline"
     embedder: Literal["use-m3", "use-m3-pieces"] = "use-m3"  # content embeddings of items, users, queries
     ranking_embedder: Literal["use-m3", "use-m3-pieces"] = "use-m3-pieces"  # keyword ranking (MMR)
     max_keywords: int = Field(8, ge=1, le=32)

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -58,6 +58,7 @@ def phrase_features(cand: Candidate, folded_text: str) -> list[str]:
 
 @dataclass
 class ReviewStudent:
+    backend: ClassVar[str] = "student"  # the extraction backend it is (``extraction.backend: student``)
     gazetteer: Gazetteer
     vocabulary: Vocabulary
     keep: LinearHead  # one sigmoid: the teacher would keep this candidate as a keyword

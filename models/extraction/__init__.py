@@ -1,8 +1,10 @@
 """Keywords and tags from reviews and clips, intent and tags of search queries, behind one small interface.
 
 ``make_extractor(settings)`` / ``make_query_tagger(settings)`` build the configured backend
-(``extraction.backend``: ``offline`` default, ``llamacpp`` for a local GGUF model run by
-llama.cpp, ``http`` for an OpenAI-compatible endpoint, ``transformers`` for a local model on torch); switching is a config change, never a code change. Whatever
+(``extraction.backend``: ``offline`` default, ``student`` for the distilled review and query
+students (the bulk path), ``llamacpp`` for a local GGUF model run by llama.cpp, ``http`` for an
+OpenAI-compatible endpoint, ``transformers`` for a local model on torch); switching is a config
+change, never a code change. Whatever
 the backend, outputs pass :mod:`.schema` validation or are rejected with a counted reason.
 
 Modules: ``untrusted`` (cleaning and delimiting user text), ``schema`` (validation), ``candidates``
@@ -88,6 +90,10 @@ def make_backends(settings: Settings, threads: int | None = None) -> tuple[Keywo
     if cfg.backend == "offline":
         extractor, tagger = _offline_backends(settings, threads)
         return extractor, QueryTagger(tagger)
+    if cfg.backend == "student":  # the distilled students of distill.student_run or the newest distill run
+        from hybridrec.registry import load_review_student
+
+        return load_review_student(settings, taxonomy), make_query_tagger(settings, threads, reader="student")
     from hybridrec.models.extraction.llm import (
         ChatModel, GenerativeExtractor, HttpChatModel, LlamaCppChatModel, TransformersChatModel,
     )

@@ -99,7 +99,7 @@ def test_distill_learns_from_the_extracted_world_and_serves_the_stream(settings,
     from hybridrec.batch.distill import distill_job
     from hybridrec.registry import distilled_files, load_review_student, load_topic_classifier, run_history
     from hybridrec.contract import QueryIntent
-    from hybridrec.models.extraction import make_query_tagger
+    from hybridrec.models.extraction import make_extractor, make_query_tagger
 
     distilled = settings.model_copy(update={
         "distill": settings.distill.model_copy(update={"pool_size": 3000, "review_pool_per_source": 300}),
@@ -121,7 +121,10 @@ def test_distill_learns_from_the_extracted_world_and_serves_the_stream(settings,
     assert load_topic_classifier(distilled).predict("soccer highlights. #sports").path.startswith("sports")
     reviews = context["metrics"]["review_student"]
     assert reviews["train_texts"] + reviews["holdout_texts"] == 600 and reviews["agreement_holdout_tags"] >= 0.8
-    (read,) = load_review_student(distilled).extract(["The staff were lovely and the prices fair."])
+    bulk = distilled.model_copy(update={"extraction": distilled.extraction.model_copy(update={"backend": "student"})})
+    extractor = make_extractor(bulk)  # `extraction.backend: student`: the run's review student
+    assert extractor.header["run_id"] == run_id == load_review_student(distilled).header["run_id"]
+    (read,) = extractor.extract(["The staff were lovely and the prices fair."])
     assert read.value.tags.keys() == {"service/friendly", "price/moderate"}
 
 

@@ -52,3 +52,18 @@ def test_the_training_pool_holds_no_evaluation_text():
     assert len(pool) >= 500
     assert not {normalise(t) for t in pool} & {normalise(t) for t in evaluation}
     assert not near_duplicates(pool, evaluation)
+
+
+def test_the_student_backend_is_the_registrys_review_student(student, monkeypatch):
+    """``extraction.backend: student`` builds the extractor from the distill run in use (the registry is
+    replaced here by the fitted student; the integration test reads a real run)."""
+    from hybridrec import registry
+    from hybridrec.config import Settings
+    from hybridrec.models.extraction import make_backends
+
+    monkeypatch.setattr(registry, "load_review_student", lambda settings, taxonomy=None: student)
+    monkeypatch.setattr("hybridrec.models.extraction.make_query_tagger", lambda *a, **k: "query student")
+    settings = Settings()
+    extractor, tagger = make_backends(settings.model_copy(update={
+        "extraction": settings.extraction.model_copy(update={"backend": "student"})}))
+    assert extractor is student and extractor.backend == "student" and tagger == "query student"
