@@ -42,11 +42,11 @@ def executed(name: str) -> nbformat.NotebookNode:
 
 
 def outputs(notebook: nbformat.NotebookNode, mime: str) -> list[str]:
-    """Every output of that MIME type (``stream`` for printed text), in cell order."""
+    """Every output of that MIME type (``stdout`` for printed text, warnings on stderr left out), in cell order."""
     found = []
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
-            if mime == "stream" and output.output_type == "stream":
+            if mime == "stdout" and output.output_type == "stream" and output.name == "stdout":
                 found.append(output.text)
             elif mime in output.get("data", {}):
                 found.append(output.data[mime])
@@ -69,7 +69,7 @@ def test_the_retrain_notebook_shows_runs_metrics_keywords_and_a_feed_with_reason
     assert len(tables) >= 4 and all("<td>" in t for t in tables)  # runs, metrics, keywords, ranked candidates
     assert not any("no keyword table yet" in t for t in outputs(notebook, "text/plain"))
     assert outputs(notebook, "image/png"), "no plot of the runs' metrics"
-    printed = "".join(outputs(notebook, "stream"))
+    printed = "".join(outputs(notebook, "stdout"))
     lines = [line for line in printed.splitlines() if line.strip()]
     assert "clip feed for" in lines[0] and "DEGRADED" not in lines[0]
     items = [line for line in lines[2:] if line.strip()[:2].strip().rstrip(".").isdigit()]

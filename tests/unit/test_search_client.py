@@ -7,6 +7,7 @@ opensearch-py transport runs underneath the policy.
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -54,8 +55,18 @@ def _settings(port: int, **overrides: str):
 
 @pytest.fixture
 def sleeps(monkeypatch):
+    """The client's waits in this test's thread (``time.sleep`` is process-wide: threads left by other
+    tests, a Kafka client's, keep sleeping for real and are not counted)."""
     waited: list[float] = []
-    monkeypatch.setattr("hybridrec.search.time.sleep", waited.append)
+    test_thread, real_sleep = threading.get_ident(), time.sleep
+
+    def sleep(seconds: float) -> None:
+        if threading.get_ident() == test_thread:
+            waited.append(seconds)
+        else:
+            real_sleep(seconds)
+
+    monkeypatch.setattr("hybridrec.search.time.sleep", sleep)
     return waited
 
 
