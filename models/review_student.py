@@ -114,13 +114,10 @@ class ReviewStudent:
         """The indices of :func:`phrase_features`."""
         return list({*self._phrase_row(cand.text), *self.vocabulary.rows_of(context_features(cand, folded_text))})
 
-    def read_many(self, texts: Sequence[str]) -> list[KeywordSet]:
-        """Keywords (tagged forms and opinions first, then by the keep score), unvalidated; every candidate
-        of every text is scored in one sparse product per head."""
-        return [found for _, found in self._read_prepared(texts)]
-
     def _read_prepared(self, texts: Sequence[str]) -> list[tuple[str, KeywordSet]]:
-        """(the cleaned text every backend reads, its keywords) per text."""
+        """(the cleaned text every backend reads, its unvalidated keywords: tagged forms and opinions first,
+        then by the keep score) per text; every candidate of every text is scored in one sparse product
+        per head."""
         prepared = [prepare(t, self.max_input_chars).text for t in texts]
         read = [_candidates(p, self.gazetteer, self.limits) for p in prepared]
         rows = [self._row(c, folded) for folded, cands in read for c in cands]
