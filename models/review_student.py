@@ -182,5 +182,5 @@ class ReviewStudent:
 
 def _candidates(prepared: str, gazetteer: Gazetteer, limits: Limits) -> tuple[str, list[Candidate]]:
     folded = prepared.casefold()
-    return folded, [c for c in candidates(folded, gazetteer) if len(c.text) <= limits.max_keyword_chars]
+    return folded, candidates(folded, gazetteer, limits.max_keyword_chars)
 

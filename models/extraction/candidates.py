@@ -261,8 +261,9 @@ def cjk_phrases(text: str) -> list[str]:
     return phrases
 
 
-def candidates(folded_text: str, gazetteer: Gazetteer) -> list[Candidate]:
-    """Taxonomy forms first, then other phrases by how often they occur (ties: first seen)."""
+def candidates(folded_text: str, gazetteer: Gazetteer, max_chars: int | None = None) -> list[Candidate]:
+    """Taxonomy forms first, then other phrases by how often they occur (ties: first seen); with
+    ``max_chars``, only those a keyword may be (the teacher and the review student read the same)."""
     tokens = _kiwi().tokenize(folded_text) if HANGUL.search(folded_text) else None  # Kiwi once per text
     found = gazetteer.find(folded_text, tokens)
     known = {c.text for c in found}
@@ -275,7 +276,8 @@ def candidates(folded_text: str, gazetteer: Gazetteer) -> list[Candidate]:
         if phrase not in known and phrase in folded_text and not _only_inside(phrase, found, folded_text):
             counts[phrase] = counts.get(phrase, 0) + 1
     ranked = sorted(counts, key=lambda p: -counts[p])
-    return found + [Candidate(p) for p in ranked[: MAX_CANDIDATES - len(found)]]
+    found += [Candidate(p) for p in ranked[: MAX_CANDIDATES - len(found)]]
+    return found if max_chars is None else [c for c in found if len(c.text) <= max_chars]
 
 
 def _only_inside(phrase: str, forms: list[Candidate], folded_text: str) -> bool:

@@ -112,8 +112,7 @@ class OfflineKeywordExtractor(_OfflineBackend):
     def extract(self, texts: Sequence[str]) -> list[Outcome[KeywordSet]]:
         prepared = [prepare(t, self.cfg.max_input_chars) for t in texts]
         folded = [p.text.casefold() for p in prepared]
-        found = [[c for c in candidates(f, self.matcher.gazetteer) if len(c.text) <= self.cfg.max_keyword_chars]
-                 for f in folded]
+        found = [candidates(f, self.matcher.gazetteer, self.cfg.max_keyword_chars) for f in folded]
         vectors = self.matcher.project(self.embedder.encode(folded + [c.text for cs in found for c in cs]))
         doc_vectors, offset = vectors[: len(texts)], len(texts)
         outcomes = []
