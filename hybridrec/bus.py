@@ -140,11 +140,12 @@ class EventBus:
         finally:
             probe.close()
 
-    def close(self) -> None:
+    def close(self, timeout_s: float | None = None) -> None:
+        """Deliver what is queued and stop the producer's network thread (a live one keeps refreshing metadata)."""
         with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:
-            producer.close()
+            producer.close(timeout=timeout_s)
 
 
 def delete_topics(settings: Settings, names: Iterable[str]) -> None:

@@ -132,6 +132,7 @@ def create_app(settings: Settings, warm_item_cache: bool = True, rate_limit_tabl
             warm_up.keep_trying()
         yield
         warm_up.stop()
+        writer.close()
 
     app = FastAPI(title="hybridrec feed API", version="1.0", lifespan=lifespan,
                   description="Personalised place (map) and clip (home) feeds with reasons; events and search queries in.",

@@ -56,6 +56,9 @@ class EventWriter:
         rows = [(q.user_id, encode(q.model_dump())) for q in queries]
         return self._produce(self.settings.kafka.queries_topic, rows, "queries")
 
+    def close(self) -> None:
+        self.bus.close(timeout_s=self.settings.serving.kafka_timeout_s)
+
     def reachable(self) -> bool:
         """A TCP connect to the bootstrap broker: cheap enough for a readiness probe."""
         try:

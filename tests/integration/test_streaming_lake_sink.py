@@ -122,6 +122,7 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_good_ones_to_the_lake(w
             bus.publish(topics[kind], key, raw)
     bus.flush()
     targets = bus.end_offsets(topics.values())
+    bus.close()
 
     summary = build_sink(world.settings).run(threading.Event(), targets)
     lake = Lake(world.settings)
