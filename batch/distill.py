@@ -24,6 +24,7 @@ the classifier's topic path of each clip, which serving's topic-consistency rule
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -38,13 +39,14 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from hybridrec.batch.llm_teacher import LlmTeacher, text_key
+from hybridrec.batch.llm_teacher import LlmReviewTeacher, LlmTeacher, teacher_settings, text_key
 from hybridrec.batch.query_pool import QueryPool
 from hybridrec.batch.review_distill import distill_reviews
 from hybridrec.config import Settings
 from hybridrec.contract import CLIPS, INTENTS, ITEM_KEYWORDS, QUERY_TAGS, SEARCH_QUERIES, QueryIntent
 from hybridrec.evalsets import normalise
 from hybridrec.lake import Lake
+from hybridrec.models.extraction import make_backends
 from hybridrec.models.extraction.combined import vote_query
 from hybridrec.models.extraction.schema import Outcome, QueryTags
 from hybridrec.models.student import QueryStudent, TopicClassifier
@@ -285,6 +287,11 @@ def distill_job(settings: Settings) -> dict[str, Any]:
     taxonomy = load_taxonomy()
     context: dict[str, Any] = {"run": run, "run_dir": run_dir}
 
+    @functools.cache
+    def generative():
+        """The LLM teacher's extractor and tagger, one model loaded once for queries and reviews."""
+        return make_backends(teacher_settings(settings))
+
     def teacher_name(ctx: dict) -> str:
         """Who taught the student: the offline reader, and the LLM where its reading won the vote."""
         return ctx["teacher"].backend + (f"+{ctx['llm'].teacher}" if ctx["llm"] is not None else "")
@@ -311,7 +318,7 @@ def distill_job(settings: Settings) -> dict[str, Any]:
                 progress.update(min(TEACHER_BATCH, len(texts) - start))
         read, sources, llm = [as_label(o) for o in offline], ["offline"] * len(texts), None
         if cfg.llm_teacher:  # the log's texts come first, most searched first: the budget goes where users are
-            llm = LlmTeacher(settings).label(texts, lake, run)
+            llm = LlmTeacher(settings, tagger=generative()[1]).label(texts, lake, run)
             for i, text in enumerate(texts):
                 answer = llm.outcomes.get(text_key(text))
                 if answer is None or answer.value is None:  # not labelled, or rejected: the offline label stands
@@ -415,7 +422,9 @@ def distill_job(settings: Settings) -> dict[str, Any]:
         return {"metrics": metrics, "model_files": files}
 
     def review_student(_: dict) -> dict:
-        return distill_reviews(settings, taxonomy, run.run_id, run_dir, lambda text: held_out(text, cfg.holdout_share))
+        llm = LlmReviewTeacher(settings, extractor=generative()[0]) if cfg.llm_teacher else None
+        return distill_reviews(settings, taxonomy, lake, run, run_dir, lambda text: held_out(text, cfg.holdout_share),
+                               llm)
 
     steps = [
         Step("gold", gold, "load and check the gold set; record input snapshots"),

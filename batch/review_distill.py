@@ -1,11 +1,12 @@
 """The review student's night in ``hybridrec distill``: teacher labels of real reviews, a fit, a held-out check.
 
 The teacher is the extraction reader of every review the bulk path would otherwise have to run: the
-offline reader on the whole pool and, when ``distill.llm_teacher`` is set, the LLM on the first
-``distill.llm_review_budget_texts`` reviews, combined with the offline reading by
-``extraction.combine_rule`` (the LLM's answers are kept in the extraction answer cache, so a text
-costs model time once). A share of the pool (by normalised text, as for queries) is held out to
-measure how closely the student follows its teacher and how fast it reads reviews it never saw.
+offline reader on the whole pool and, when ``distill.llm_teacher`` is set, the LLM on every pool review
+its ledger holds (``ops.review_teacher_labels``: each night it reads up to
+``distill.llm_review_budget_texts`` reviews it has not read before), combined with the offline reading
+by ``extraction.combine_rule``. A share of the pool (by normalised text, as for queries) is held out to
+measure how closely the student follows its teacher, and the LLM where it read a held-out review, and
+how fast it reads reviews it never saw.
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hybridrec.batch.llm_teacher import LlmReviewTeacher, text_key
 from hybridrec.batch.review_pool import review_pool
 from hybridrec.config import Settings
+from hybridrec.lake import Lake
 from hybridrec.models.extraction import KeywordExtractor, make_backends
 from hybridrec.models.extraction.combined import merge_review
 from hybridrec.models.extraction.schema import KeywordSet, Limits, Outcome
 from hybridrec.models.review_student import ReviewStudent
+from hybridrec.runinfo import RunContext
 from hybridrec.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
 REVIEW_STUDENT_FILE = "review-student.npz"
-ANSWER_CACHE = "cache/llm-answers.sqlite"  # under home, when extraction.answer_cache is not set
 
 
 def offline_reader(settings: Settings) -> KeywordExtractor:
@@ -36,27 +39,30 @@ def offline_reader(settings: Settings) -> KeywordExtractor:
     return make_backends(offline_settings)[0]
 
 
-def teacher_readings(settings: Settings, texts: Sequence[str],
-                     offline: KeywordExtractor) -> tuple[list[Outcome[KeywordSet]], dict[str, Any]]:
-    """The teacher's outcome per text and what it cost: ``offline`` (the offline reader) on all, the LLM
-    on a budget."""
+def teacher_readings(settings: Settings, texts: Sequence[str], offline: KeywordExtractor, lake: Lake, run: RunContext,
+                     llm: LlmReviewTeacher | None) -> tuple[list[Outcome[KeywordSet]], dict[str, Outcome[KeywordSet]],
+                                                            dict[str, Any]]:
+    """The teacher's outcome per text, the LLM's own answers by text key, and what it cost: ``offline`` on all,
+    combined with the LLM's reading wherever its ledger has one."""
     read = offline.extract(texts)
-    stats: dict[str, Any] = {"llm_labels_used": 0}
-    budget = min(settings.distill.llm_review_budget_texts, len(texts))
-    if settings.distill.llm_teacher and budget:
-        cfg = settings.extraction.model_copy(update={
-            "backend": settings.distill.llm_teacher, "combine_offline": False,
-            "answer_cache": settings.extraction.answer_cache or ANSWER_CACHE})
-        model, _ = make_backends(settings.model_copy(update={"extraction": cfg}))
-        started = time.perf_counter()
-        answers = model.extract(texts[:budget])
-        stats["llm_seconds"] = round(time.perf_counter() - started, 1)
-        stats["llm_reviews_asked"] = budget
-        for i, answer in enumerate(answers):
-            combined = merge_review(answer, read[i], settings.extraction.max_keywords, settings.extraction.combine_rule)
-            stats["llm_labels_used"] += int(combined.value != read[i].value)
+    if llm is None:
+        return read, {}, {}
+    labels = llm.label(texts, lake, run)
+    answers = {k: o for k, o in labels.outcomes.items() if o.value is not None}
+    used = 0
+    for i, text in enumerate(texts):
+        answer = answers.get(text_key(text))
+        if answer is not None:
+            combined = merge_review(answer, read[i], settings.extraction.max_keywords,
+                                    settings.extraction.combine_rule)
+            used += int(combined.value != read[i].value)
             read[i] = combined
-    return read, stats
+    stats = {"llm_teacher": labels.teacher, "llm_reviews_labelled_now": labels.labelled_now,
+             "llm_reviews_unanswered_now": labels.unanswered_now, "llm_reviews_in_ledger": labels.in_ledger,
+             "llm_reviews_of_pool": len(answers), "llm_labels_used": used,
+             "llm_rejected_of_pool": len(labels.outcomes) - len(answers),
+             "llm_reviews_per_s": labels.texts_per_s, "llm_seconds_now": round(labels.seconds_now, 1)}
+    return read, answers, stats
 
 
 def _timed(read, texts: Sequence[str]) -> tuple[list[KeywordSet | None], float]:
@@ -74,12 +80,18 @@ def _keyword_f1(predicted: Sequence[KeywordSet | None], taught: Sequence[Keyword
     return round(2 * hits / (shown + wanted), 4) if shown + wanted else 0.0
 
 
-def distill_reviews(settings: Settings, taxonomy: Taxonomy, run_id: str, run_dir: Path, held_out) -> dict[str, Any]:
+def _same_tags(predicted: Sequence[KeywordSet | None], taught: Sequence[KeywordSet | None]) -> float | None:
+    same = [set(p.tags if p else ()) == set(t.tags if t else ()) for p, t in zip(predicted, taught)]
+    return round(sum(same) / len(same), 4) if same else None
+
+
+def distill_reviews(settings: Settings, taxonomy: Taxonomy, lake: Lake, run: RunContext, run_dir: Path, held_out,
+                    llm: LlmReviewTeacher | None = None) -> dict[str, Any]:
     """Fit, check and save the review student; ``held_out(text)`` says which texts it must not learn from."""
     cfg, extraction = settings.distill, settings.extraction
     texts = review_pool(cfg.review_pool_per_source)
     offline = offline_reader(settings)
-    read, teacher_stats = teacher_readings(settings, texts, offline)
+    read, llm_answers, teacher_stats = teacher_readings(settings, texts, offline, lake, run, llm)
     held = [held_out(t) for t in texts]
     train = [(t, o.value) for t, o, h in zip(texts, read, held) if not h]
     limits = Limits(extraction.max_keywords, extraction.max_keyword_chars)
@@ -91,18 +103,31 @@ def distill_reviews(settings: Settings, taxonomy: Taxonomy, run_id: str, run_dir
     predicted, per_s = _timed(model.extract, holdout_texts)  # texts it never saw, first pass
     _, offline_per_s = _timed(offline.extract, holdout_texts)  # the same texts under the same load
     taught = [v for _, v in holdout]
-    same_tags = [set(p.tags if p else ()) == set(t.tags if t else ()) for p, t in zip(predicted, taught)]
     metrics = {
         "pool_texts": len(texts), "train_texts": len(train), "holdout_texts": len(holdout),
-        "agreement_holdout_tags": round(sum(same_tags) / max(len(same_tags), 1), 4),
+        "agreement_holdout_tags": _same_tags(predicted, taught),
         "keyword_f1_vs_teacher": _keyword_f1(predicted, taught),
         "review_student_reviews_per_s": round(per_s, 1), "offline_reviews_per_s": round(offline_per_s, 1),
         "speedup_over_offline": round(per_s / offline_per_s, 1), **teacher_stats,
     }
-    model.header.update({"run_id": run_id, "teacher": "offline" + (f"+{cfg.llm_teacher}" if cfg.llm_teacher else ""),
+    if llm is not None:  # where the LLM read a held-out review: the student against the teacher there, and the LLM alone
+        where = [i for i, t in enumerate(holdout_texts) if text_key(t) in llm_answers]
+        raw = [llm_answers[text_key(holdout_texts[i])].value for i in where]
+        mine = [predicted[i] for i in where]
+        metrics.update({
+            "llm_holdout_texts": len(where),
+            "agreement_holdout_llm": _same_tags(mine, [taught[i] for i in where]),
+            "agreement_holdout_llm_alone": _same_tags(mine, raw),
+            "keyword_f1_vs_llm_alone": _keyword_f1(mine, raw) if where else None,
+            "speedup_over_llm": round(per_s / teacher_stats["llm_reviews_per_s"], 1)
+            if teacher_stats.get("llm_reviews_per_s") else None,
+        })
+    model.header.update({"run_id": run.run_id, "teacher": "offline" + (f"+{llm.identity}" if llm else ""),
                          **metrics})
     path = model.save(run_dir / REVIEW_STUDENT_FILE)
     log.info("review student: %d reviews (%d held out), tag-set agreement %.3f, keyword F1 vs teacher %.3f, "
-             "%.0f reviews/s (offline teacher %.0f/s)", len(texts), len(holdout), metrics["agreement_holdout_tags"],
-             metrics["keyword_f1_vs_teacher"], per_s, offline_per_s)
+             "%.0f reviews/s (offline teacher %.0f/s)%s", len(texts), len(holdout), metrics["agreement_holdout_tags"] or 0,
+             metrics["keyword_f1_vs_teacher"], per_s, offline_per_s,
+             f"; on {metrics['llm_holdout_texts']} held-out reviews the LLM read: agreement "
+             f"{metrics['agreement_holdout_llm']}" if llm is not None else "")
     return {"review_student_file": str(path), "review_student": metrics}

@@ -260,7 +260,8 @@ class DistillSettings(_Section):
     llm_budget_seconds: float = Field(1800, ge=0)  # and the model time it may spend on them
     review_pool_per_source: int = Field(1000, ge=1, le=1500)  # real reviews per language (the committed pool's)
     review_l2: float = Field(1e-4, ge=0)
-    llm_review_budget_texts: int = Field(20, ge=0)  # reviews the LLM teacher reads per run (answers are cached)
+    llm_review_budget_texts: int = Field(20, ge=0)  # new reviews the LLM teacher reads per run (kept in a ledger)
+    llm_review_budget_seconds: float = Field(600, ge=0)  # and the model time it may spend on them
     seed: int = 7
     student_run: str = ""  # "" = the newest succeeded distill run; else a run id under retrain.models_dir
 

@@ -385,6 +385,17 @@ TEACHER_LABELS = TableSpec(OPS, "teacher_labels", (
     _c("labelled_at", "timestamp", True),
 ), key=("text_key", "teacher"), doc="Ledger of the LLM teacher's query labels: each night labels only texts it has not.")
 
+REVIEW_TEACHER_LABELS = TableSpec(OPS, "review_teacher_labels", (
+    _c("text_key", "string", True, "sha1 of the normalised text: one label per spelling family"),
+    _c("text", "string", True),
+    _c("teacher", "string", True, "identity of the generative teacher: model, prompt and schema"),
+    _c("answer", "string", doc="the validated keywords and tags as JSON (KeywordSet); null when rejected"),
+    _c("reason", "string", doc="why the answer was rejected (or repaired)"),
+    _c("seconds", "double", True, "model time spent on this text"),
+    _c("run_id", "string", True),
+    _c("labelled_at", "timestamp", True),
+), key=("text_key", "teacher"), doc="Ledger of the LLM teacher's review readings: each night reads only reviews it has not.")
+
 CONTENT_TABLES = (REVIEW_KEYWORDS, ITEM_KEYWORDS, QUERY_TAGS, ITEM_EMBEDDINGS, USER_EMBEDDINGS, EXTRACTION_STATE)
 # ---------------------------------------------------------------- end derived: content
 
@@ -442,7 +453,7 @@ RETRAIN_TABLES = (INTERACTIONS, CANDIDATES, MODEL_REGISTRY, EVALUATION_RUNS)
 
 RAW_TABLES = (USERS, PLACES, CLIPS, REVIEWS, SEARCH_QUERIES, EVENTS)
 TRUTH_TABLES = (TRUTH_USER_INTERESTS, TRUTH_ITEM_TAGS, TRUTH_REVIEW_TAGS, TRUTH_QUERY_LABELS)
-ALL_TABLES = RAW_TABLES + TRUTH_TABLES + CONTENT_TABLES + RETRAIN_TABLES + (TEACHER_LABELS,)
+ALL_TABLES = RAW_TABLES + TRUTH_TABLES + CONTENT_TABLES + RETRAIN_TABLES + (TEACHER_LABELS, REVIEW_TEACHER_LABELS)
 
 EventRecord = EVENTS.model
 SearchQueryRecord = SEARCH_QUERIES.model

@@ -134,7 +134,7 @@ def test_distill_with_the_real_llm_teacher_labels_the_most_searched_texts_within
     """The real GGUF labels a budget of new texts into the ledger; the student learns from its labels."""
     from hybridrec.batch.distill import distill_job
     from hybridrec.batch.llm_teacher import read_ledger, text_key
-    from hybridrec.contract import TEACHER_LABELS
+    from hybridrec.contract import REVIEW_TEACHER_LABELS, TEACHER_LABELS
 
     distilled = settings.model_copy(update={
         "distill": settings.distill.model_copy(update={"pool_size": 500, "llm_teacher": "llamacpp",
@@ -153,4 +153,6 @@ def test_distill_with_the_real_llm_teacher_labels_the_most_searched_texts_within
     assert sorted(r["text"] for r in ledger) == sorted(most_searched)  # the log's texts come first
     assert len(read_ledger(Lake(distilled), llm["teacher"])) == 4
     assert context["metrics"]["student_teachers"] == f"offline+{llm['teacher']}"
-    assert context["metrics"]["review_student"]["llm_reviews_asked"] == 2  # the review student's LLM budget
+    reviews = context["metrics"]["review_student"]
+    assert reviews["llm_reviews_labelled_now"] + reviews["llm_reviews_unanswered_now"] == 2  # the reviews' budget
+    assert Lake(distilled).count(REVIEW_TEACHER_LABELS) == reviews["llm_reviews_labelled_now"]
