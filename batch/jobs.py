@@ -167,6 +167,11 @@ def quickstart_job(settings: Settings) -> dict[str, Any]:
           f"{reviews['agreement_holdout_tags']:.1%} of {reviews['holdout_texts']} held out, keyword F1 vs teacher "
           f"{reviews['keyword_f1_vs_teacher']:.3f}, {reviews['review_student_reviews_per_s']:.0f} reviews/s "
           f"(offline reader {reviews['offline_reviews_per_s']:.0f}/s on the same texts)")
+    from hybridrec.batch.experiment_report import experiment_report, format_report
+
+    print("\n" + format_report(experiment_report(settings)))
+    print("(the synthetic world's engagement does not depend on the arm, so no lift is expected here: this shows "
+          "the configured split and its sample-ratio check; live arms are in /metrics as hybridrec_feeds_total)")
     print("\nstep timings (s):", context["timings"])
     show_sample_feeds(settings)
     return context

@@ -17,10 +17,11 @@ log = logging.getLogger(__name__)
 
 
 def write_world(lake: Lake, cfg: SyntheticSettings, run: RunContext) -> dict[str, int]:
-    """Generate the world for ``cfg`` and replace its tables; re-running with the same seed is a no-op in content."""
+    """Generate the world for ``cfg`` and replace its tables; re-running with the same seed is a no-op in content.
+    Its users carry the experiment arms of the lake's settings (``serving.experiments``)."""
     started = time.perf_counter()
     counts: dict[str, int] = {}
-    chunks = tqdm(generate_world(cfg), desc="synthetic world", unit="chunk", leave=False)
+    chunks = tqdm(generate_world(cfg, lake.settings.serving), desc="synthetic world", unit="chunk", leave=False)
     for spec, batches in itertools.groupby(chunks, key=lambda pair: pair[0]):
         name = spec.qualified_name
         counts[name] = lake.replace(spec, (table for _, table in batches), run)

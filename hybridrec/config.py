@@ -400,7 +400,9 @@ class ServingSettings(_Section):
     timezone: str = "Asia/Seoul"
     regions: list[str] = Field(default_factory=list)  # places: only these regions ([]: all)
     experiment_name: str = "feed-ranker"
-    experiments: list[ExperimentVariant] = Field(default_factory=lambda: [ExperimentVariant(name="control")])
+    experiments: list[ExperimentVariant] = Field(default_factory=lambda: [
+        ExperimentVariant(name="control", weight=0.9),
+        ExperimentVariant(name="fusion-holdout", weight=0.1, use_ranker=False)])
     model_check_interval_s: float = Field(30.0, gt=0)  # how often the served alias is checked for a new run
     search_timeout_s: float = Field(2.0, gt=0)
     # A worker answers only once its first feeds would be fast (item cache read, every source queried

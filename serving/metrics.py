@@ -41,6 +41,11 @@ class ServingMetrics:
         self.errors = Counter("hybridrec_errors", "Unexpected errors by route", ["route"], registry=self.registry)
         self.events = Counter("hybridrec_events_accepted", "Events and queries produced to Kafka", ["kind"],
                               registry=self.registry)
+        # per experiment arm, what an experiment dashboard watches live (the report reads the lake)
+        self.feeds = Counter("hybridrec_feeds", "Feeds answered, by surface, experiment arm and whether degraded",
+                             ["surface", "variant", "degraded"], registry=self.registry)
+        self.arm_events = Counter("hybridrec_arm_events", "Events accepted, by experiment arm and event type",
+                                  ["variant", "event_type"], registry=self.registry)
         self.model_config_match = Gauge("hybridrec_model_config_match",
                                         "1 when the served run was made under this server's model config, 0 when not",
                                         ["surface"], registry=self.registry,

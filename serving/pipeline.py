@@ -32,7 +32,7 @@ from hybridrec.features.documents import user_profile_from_document
 from hybridrec.features.ranking import SOURCES, UserProfile, feature_matrix
 from hybridrec.serving import cold_start, rules
 from hybridrec.serving.candidates import Candidates, CandidateRequest, GlobalLists, ItemCache, gather
-from hybridrec.serving.experiments import assign
+from hybridrec.experiments import assign
 from hybridrec.serving.fallback import FallbackFeed
 from hybridrec.serving.metrics import ServingMetrics
 from hybridrec.serving.models import ModelUnavailable, RankerRegistry, ServedModel
@@ -218,6 +218,7 @@ class FeedPipeline:
 
     def _respond(self, query: FeedQuery, state: UserState, candidates: Candidates, scores: dict[str, float],
                  picked: list[str], model: ServedModel, variant: ExperimentVariant) -> dict[str, Any]:
+        self.metrics.feeds.labels(query.surface, variant.name, "false").inc()
         liked = dict(state.profile.topic_affinity)
         items = []
         for position, item_id in enumerate(picked, start=1):
@@ -250,6 +251,7 @@ class FeedPipeline:
                   cause: Exception | None = None, location: tuple[float, float] | None = None,
                   exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
         self.metrics.degraded.labels(query.surface, kind).inc()
+        self.metrics.feeds.labels(query.surface, variant.name, "true").inc()
         places = query.surface == "place"
         with stages.stage("fallback"):
             picked = self.fallback.items(query.surface, query.limit, location or query.location,

@@ -17,6 +17,9 @@ from hybridrec.contract import EventRecord, SearchQueryRecord
 from hybridrec.serving.metrics import ServingMetrics
 
 
+OTHER_ARM = "other"
+
+
 class WriteUnavailable(RuntimeError):
     """Kafka did not acknowledge the batch: the client should retry it (nothing was half-accepted silently)."""
 
@@ -31,6 +34,7 @@ class EventWriter:
     def __init__(self, settings: Settings, variant_of: Callable[[str], ExperimentVariant], metrics: ServingMetrics):
         self.settings, self.variant_of, self.metrics = settings, variant_of, metrics
         self.bus = EventBus(settings, client_id="hybridrec-serving")
+        self._arms = frozenset(v.name for v in settings.serving.experiments)
 
     def _produce(self, topic: str, rows: list[tuple[str, bytes]], kind: str) -> int:
         try:
@@ -44,12 +48,17 @@ class EventWriter:
 
     def events(self, events: Sequence[EventRecord]) -> int:
         _require_time_zone(events, "ts", "events")
-        rows = []
+        rows, arms = [], []
         for event in events:
             row = event.model_dump()
             row["experiment_variant"] = row.get("experiment_variant") or self.variant_of(event.user_id).name
             rows.append((event.user_id, encode(row)))
-        return self._produce(self.settings.kafka.events_topic, rows, "events")
+            arms.append((row["experiment_variant"] if row["experiment_variant"] in self._arms else OTHER_ARM,
+                         row["event_type"]))
+        accepted = self._produce(self.settings.kafka.events_topic, rows, "events")
+        for arm, event_type in arms:  # labels stay bounded: a client's unknown arm name counts as "other"
+            self.metrics.arm_events.labels(arm, event_type).inc()
+        return accepted
 
     def queries(self, queries: Sequence[SearchQueryRecord]) -> int:
         _require_time_zone(queries, "ts", "queries")

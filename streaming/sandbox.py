@@ -78,7 +78,7 @@ def record_synthetic_world(settings: Settings, cfg: SyntheticSettings) -> Record
     """Write the world's places and clips into the sandbox lake (validation checks items against them)
     and keep its events and queries for replay."""
     chunks: dict[str, list[pa.Table]] = {}
-    for spec, table in generate_world(cfg):
+    for spec, table in generate_world(cfg, settings.serving):
         chunks.setdefault(spec.name, []).append(table)
     lake, run = Lake(settings), new_run(settings, "sandbox-catalogue")
     lake.replace(PLACES, chunks[PLACES.name], run)

@@ -25,7 +25,8 @@ from hybridrec.synthetic.common import Window, stream
 from hybridrec.synthetic.content import make_queries, make_reviews
 from hybridrec.synthetic.entities import Topics, interests_table, make_clips, make_places, make_users, users_table
 from hybridrec.synthetic.events import EventSimulator
-from hybridrec.config import SyntheticSettings
+from hybridrec.config import ServingSettings, SyntheticSettings
+from hybridrec.experiments import assign
 from hybridrec.contract import (
     CLIPS, EVENTS, PLACES, REVIEWS, SEARCH_QUERIES, TRUTH_ITEM_TAGS, TRUTH_QUERY_LABELS, TRUTH_REVIEW_TAGS,
     TRUTH_USER_INTERESTS, USERS, TableSpec,
@@ -35,15 +36,19 @@ from hybridrec.taxonomy import load_taxonomy
 __all__ = ["WorldSummary", "generate_world", "summarize_world"]
 
 
-def generate_world(cfg: SyntheticSettings) -> Iterator[tuple[TableSpec, pa.Table]]:
+def generate_world(cfg: SyntheticSettings, experiment: ServingSettings | None = None
+                   ) -> Iterator[tuple[TableSpec, pa.Table]]:
     """Yield (spec, table) chunks conforming to the contract; all chunks of a table are consecutive.
 
     Events come one table per simulated day, so memory stays bounded; everything else is one or
-    two chunks.
+    two chunks. Users' events carry the arm that ``experiment`` (the feed API's experiment settings;
+    the default config's when None) assigns them.
     """
+    experiment = experiment or ServingSettings()
     taxonomy, window = load_taxonomy(), Window.of(cfg)
     topics = Topics.of(taxonomy, stream(cfg.seed, "topics"))
-    users = make_users(cfg, topics, window, stream(cfg.seed, "users"))
+    users = make_users(cfg, topics, window, stream(cfg.seed, "users"),
+                       lambda user_id: assign(experiment.experiment_name, experiment.experiments, user_id).name)
     yield USERS, users_table(users)
     yield TRUTH_USER_INTERESTS, interests_table(users, topics)
 

@@ -6,7 +6,7 @@ the contract tables. Per-user work is vectorised; places and clips are few enoug
 
 from __future__ import annotations
 
-import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,7 +85,9 @@ def user_ids(cfg: SyntheticSettings) -> pa.Array:
     return opaque_ids("u", cfg.seed, "users", cfg.n_users)
 
 
-def make_users(cfg: SyntheticSettings, topics: Topics, window: Window, rng: np.random.Generator) -> Users:
+def make_users(cfg: SyntheticSettings, topics: Topics, window: Window, rng: np.random.Generator,
+               variant_of: Callable[[str], str]) -> Users:
+    """``variant_of``: the experiment arm of a user id (the feed API's assignment)."""
     n = cfg.n_users
     cold = np.zeros(n, dtype=bool)
     cold[rng.permutation(n)[: round(cfg.cold_user_share * n)]] = True
@@ -95,14 +97,13 @@ def make_users(cfg: SyntheticSettings, topics: Topics, window: Window, rng: np.r
     signup_cold = window.end_us - rng.integers(SECOND_US * 3600, 7 * DAY_US, n)
     topic_codes, weights, from_day = _interests(n, ~cold, topics, window, rng)
     ids = user_ids(cfg)
-    variants = pa.array(["control", "treatment"])
     return Users(
         ids=ids, region=region, lat=lat, lon=lon, korean=rng.random(n) < 0.7,
         signup_us=np.where(cold, signup_cold, signup_warm), cold=cold,
         activity=np.where(cold, 0.0, rng.lognormal(0.0, 1.0, n)),
         clip_share=rng.beta(6.0, 2.5, n), interest_share=rng.beta(6.5, 3.5, n),
         topics=topic_codes, weights=weights, from_day=from_day,
-        variant=variants.take(pa.array([zlib.crc32(u.encode()) % 2 for u in ids.to_pylist()])),
+        variant=pa.array([variant_of(u) for u in ids.to_pylist()], pa.string()),
     )
 
 

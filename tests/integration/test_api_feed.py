@@ -30,6 +30,7 @@ from hybridrec.batch.retrain import retrain_job
 from hybridrec.bus import EventBus, delete_topics
 from hybridrec.contract import EVENT_TYPES, EVENTS, TRUTH_USER_INTERESTS, EventRecord
 from hybridrec.infra.kafka import ensure_topics
+from hybridrec.experiments import assign
 from hybridrec.lake import Lake
 from hybridrec.serving.app import create_app
 from hybridrec.serving.auth import sign_user_token
@@ -85,6 +86,11 @@ def warm_user(settings) -> str:
     return str(per_surface[list(SURFACES)].min(axis=1).idxmax())
 
 
+def _arm(settings, user: str) -> str:
+    """The experiment arm the configured split gives ``user`` (the default config has two)."""
+    return assign(settings.serving.experiment_name, settings.serving.experiments, user).name
+
+
 def _claim(user: str) -> dict[str, str]:
     """The header a gateway adds after authenticating ``user``."""
     return {"Authorization": f"Bearer {sign_user_token(USER_TOKEN_SECRET, user, ttl_s=300)}"}
@@ -110,7 +116,7 @@ def other_user(settings, warm_user) -> str:
 def test_warm_user_gets_a_ranked_personalised_feed(client, world, warm_user, surface):
     body = _feed(client, warm_user, surface)
     assert body["degraded"] is False and body["segment"] == "warm"
-    assert body["run_id"] == world[1] and body["experiment_variant"] == "control"
+    assert body["run_id"] == world[1] and body["experiment_variant"] == _arm(world[0], warm_user)
     items = body["items"]  # a heavy user of a 200-place world has seen much of it: caps may leave fewer than 20
     assert 5 <= len(items) <= 20 and [i["position"] for i in items] == list(range(1, len(items) + 1))
     assert len({i["item_id"] for i in items}) == len(items)
@@ -274,7 +280,12 @@ def test_posted_events_reach_kafka_and_bad_bodies_are_4xx(client, settings, warm
     response = client.post("/v1/events", json={"events": [event]}, headers={"X-API-Key": API_KEY})
     assert response.status_code == 202 and response.json() == {"accepted": 1}
     produced = _consume(settings, event["event_id"])
-    assert produced["user_id"] == warm_user and produced["experiment_variant"] == "control"
+    assert produced["user_id"] == warm_user and produced["experiment_variant"] == _arm(settings, warm_user)
+    spoofed = {**event, "event_id": f"e-{secrets.token_hex(4)}", "experiment_variant": f"arm-{secrets.token_hex(4)}"}
+    assert client.post("/v1/events", json={"events": [spoofed]}, headers=KEY).status_code == 202
+    metrics = client.get("/metrics").text  # per arm, with a client's unknown arm name folded into "other"
+    assert f'hybridrec_arm_events_total{{event_type="like",variant="{_arm(settings, warm_user)}"}} 1.0' in metrics
+    assert 'hybridrec_arm_events_total{event_type="like",variant="other"} 1.0' in metrics
 
     assert client.post("/v1/events", json={"events": [event]}).status_code == 401
     for bad in ({"events": [{"user_id": warm_user}]}, {"events": []}, {"rows": [event]}, [event]):

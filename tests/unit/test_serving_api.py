@@ -39,7 +39,9 @@ def test_feed_degrades_to_the_fallback_list_and_says_so(client):
     assert response.status_code == 200 and body["degraded"] is True
     FeedResponse.model_validate(body)  # the orjson fast path sends what /docs declares, nothing more
     assert [i["item_id"] for i in body["items"]] == ["c1", "c2"] and body["run_id"] == "run-x"
-    assert 'hybridrec_feed_degraded_responses_total{reason=' in client.get("/metrics").text
+    metrics = client.get("/metrics").text
+    assert 'hybridrec_feed_degraded_responses_total{reason=' in metrics
+    assert f'hybridrec_feeds_total{{degraded="true",surface="clip",variant="{body["experiment_variant"]}"}}' in metrics
 
 
 @pytest.mark.parametrize("params, status, words", [

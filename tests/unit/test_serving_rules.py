@@ -10,7 +10,7 @@ from hybridrec.config import ExperimentVariant, ServingSettings
 from hybridrec.serving.candidates import (
     CandidateRequest, Candidates, ItemCache, Shared, covisit_scores, shared_sources,
 )
-from hybridrec.serving.experiments import assign
+from hybridrec.experiments import assign
 from hybridrec.serving.reasons import SOURCE_REASONS, generic_reason, reason
 from hybridrec.serving.rules import RuleSet, blocked_topics, hard_filters, open_at, select, topic_allowed
 from hybridrec.taxonomy import load_taxonomy

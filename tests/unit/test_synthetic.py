@@ -249,3 +249,19 @@ def test_user_ids_are_opaque_unique_and_fixed_by_the_seed(world):
     assert ids == user_ids(SMALL).to_pylist() and ids != sorted(ids)
     assert set(ids).isdisjoint(user_ids(SMALL.model_copy(update={"seed": 12})).to_pylist())
     assert set(world["events"].user_id) <= set(ids)
+
+
+def test_users_carry_the_arm_the_feed_api_assigns_them(world):
+    """The world's recorded events belong to the configured experiment's arms, split as configured, so
+    the experiment report (and its sample-ratio check) reads the same split the API serves."""
+    from hybridrec.config import ServingSettings
+    from hybridrec.experiments import assign
+
+    serving = ServingSettings()
+    users = world["users"]
+    arms = {u: assign(serving.experiment_name, serving.experiments, u).name for u in users.user_id}
+    events = world["events"]
+    assert (events.experiment_variant == events.user_id.map(arms)).all()
+    share = pd.Series(list(arms.values())).value_counts(normalize=True)
+    assert set(share.index) == {v.name for v in serving.experiments}
+    assert abs(share["fusion-holdout"] - 0.1) < 0.04  # 500 users: within 3 standard errors

@@ -1,4 +1,9 @@
-"""Deterministic experiment assignment: a user's variant is a pure function of their id and the config."""
+"""Deterministic experiment assignment: a user's variant is a pure function of their id and the config.
+
+One function for every place that needs a user's arm: the feed API (which arm serves the user), the
+event writer (which arm an event belongs to) and the synthetic world (which arm its users' recorded
+events carry), so the experiment report's split is the configured one.
+"""
 
 from __future__ import annotations
 
