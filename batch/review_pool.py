@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 import random
 from pathlib import Path
@@ -42,10 +43,12 @@ def draw(per_source: int, seed: int) -> list[dict[str, str]]:
 
 
 def review_pool(per_source: int) -> list[str]:
-    """The first ``per_source`` committed reviews of each language."""
+    """The first ``per_source`` committed reviews of each language, alternating, so that a budget spent in
+    this order (the LLM teacher's) reads both languages alike."""
     with gzip.open(POOL_FILE, "rt", encoding="utf-8") as lines:
         rows = [json.loads(line) for line in lines]
-    return [r["text"] for lang in ("en", "ko") for r in [r for r in rows if r["lang"] == lang][:per_source]]
+    english, korean = ([r["text"] for r in rows if r["lang"] == lang][:per_source] for lang in ("en", "ko"))
+    return [text for pair in itertools.zip_longest(english, korean) for text in pair if text is not None]
 
 
 def main() -> None:
