@@ -118,6 +118,7 @@ class SyntheticSettings(_Section):
     reviews_per_place: float = Field(6.0, gt=0)
     queries_per_user: float = Field(4.0, gt=0)
     start_date: str = "2026-10-01"
+    taste_weight: float = Field(0.5, ge=0, le=1)  # share of a place's appeal that depends on the user's tastes
 
 
 class SignalSettings(_Section):

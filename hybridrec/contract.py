@@ -285,6 +285,12 @@ TRUTH_USER_INTERESTS = TableSpec(TRUTH, "user_interests", (
     _c("from_day", "int", True, "first day (0-based) this interest is active; drift adds later ones"),
 ), key=("user_id", "tag", "from_day"), doc="True latent interests per user.")
 
+TRUTH_USER_TASTES = TableSpec(TRUTH, "user_tastes", (
+    _c("user_id", "string", True),
+    _c("tag", "string", True, "taxonomy path of a place aspect (mood, purpose, facility)"),
+    _c("aspect", "string", True),
+), key=("user_id", "tag"), doc="What each user looks for in a place beyond its food; places that have it engage more.")
+
 TRUTH_ITEM_TAGS = TableSpec(TRUTH, "item_tags", (
     _c("item_id", "string", True),
     _c("tag", "string", True),
@@ -452,7 +458,7 @@ RETRAIN_TABLES = (INTERACTIONS, CANDIDATES, MODEL_REGISTRY, EVALUATION_RUNS)
 # ---------------------------------------------------------------- end derived: retrain
 
 RAW_TABLES = (USERS, PLACES, CLIPS, REVIEWS, SEARCH_QUERIES, EVENTS)
-TRUTH_TABLES = (TRUTH_USER_INTERESTS, TRUTH_ITEM_TAGS, TRUTH_REVIEW_TAGS, TRUTH_QUERY_LABELS)
+TRUTH_TABLES = (TRUTH_USER_INTERESTS, TRUTH_USER_TASTES, TRUTH_ITEM_TAGS, TRUTH_REVIEW_TAGS, TRUTH_QUERY_LABELS)
 ALL_TABLES = RAW_TABLES + TRUTH_TABLES + CONTENT_TABLES + RETRAIN_TABLES + (TEACHER_LABELS, REVIEW_TEACHER_LABELS)
 
 EventRecord = EVENTS.model

@@ -23,13 +23,15 @@ import pyarrow as pa
 from hybridrec.synthetic.catalog import Catalog
 from hybridrec.synthetic.common import Window, stream
 from hybridrec.synthetic.content import make_queries, make_reviews
-from hybridrec.synthetic.entities import Topics, interests_table, make_clips, make_places, make_users, users_table
+from hybridrec.synthetic.entities import (
+    Topics, interests_table, make_clips, make_places, make_tastes, make_users, tastes_table, users_table,
+)
 from hybridrec.synthetic.events import EventSimulator
 from hybridrec.config import ServingSettings, SyntheticSettings
 from hybridrec.experiments import assign
 from hybridrec.contract import (
     CLIPS, EVENTS, PLACES, REVIEWS, SEARCH_QUERIES, TRUTH_ITEM_TAGS, TRUTH_QUERY_LABELS, TRUTH_REVIEW_TAGS,
-    TRUTH_USER_INTERESTS, USERS, TableSpec,
+    TRUTH_USER_INTERESTS, TRUTH_USER_TASTES, USERS, TableSpec,
 )
 from hybridrec.taxonomy import load_taxonomy
 
@@ -58,6 +60,8 @@ def generate_world(cfg: SyntheticSettings, experiment: ServingSettings | None = 
     yield CLIPS, clips_table
     yield TRUTH_ITEM_TAGS, place_tags
     yield TRUTH_ITEM_TAGS, clip_tags
+    tastes = make_tastes(taxonomy, len(users), places, stream(cfg.seed, "tastes"))
+    yield TRUTH_USER_TASTES, tastes_table(users, tastes)
 
     reviews, review_tags = make_reviews(cfg, users, places, window, stream(cfg.seed, "reviews"))
     yield REVIEWS, reviews
@@ -69,7 +73,7 @@ def generate_world(cfg: SyntheticSettings, experiment: ServingSettings | None = 
     yield SEARCH_QUERIES, queries
     yield TRUTH_QUERY_LABELS, query_labels
 
-    for day_table in EventSimulator(cfg, window, topics, users, catalog, query_log).days():
+    for day_table in EventSimulator(cfg, window, topics, users, catalog, query_log, tastes).days():
         yield EVENTS, day_table
 
 

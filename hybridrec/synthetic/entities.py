@@ -18,7 +18,7 @@ from hybridrec.synthetic.common import (
     jitter, opaque_ids, text_random, timestamps, zipf_weights,
 )
 from hybridrec.config import SyntheticSettings
-from hybridrec.contract import CLIPS, PLACES, TRUTH_ITEM_TAGS, TRUTH_USER_INTERESTS, USERS
+from hybridrec.contract import CLIPS, PLACES, TRUTH_ITEM_TAGS, TRUTH_USER_INTERESTS, TRUTH_USER_TASTES, USERS
 from hybridrec.taxonomy import Tag, Taxonomy
 
 SIBLING_AFFINITY = 0.15  # a soccer fan now and then watches baseball, but it is not an interest
@@ -236,6 +236,50 @@ def _item_tags(ids: pa.Array, rows: list[tuple[int, Tag]]) -> pa.Table:
         "tag": [t.path for _, t in rows],
         "aspect": [t.aspect for _, t in rows],
     })
+
+
+TASTE_ASPECTS = ("mood", "purpose", "facility")
+SECOND_TASTE_SHARE = 0.5  # users who look for a second thing (a purpose or a facility besides a mood)
+
+
+@dataclass(frozen=True)
+class Tastes:
+    """What each user looks for in a place beyond its food (a quiet room, a family table, parking). A
+    place of the user's interests appeals more the more of these it has, so the aspects that reviews
+    state, and extraction reads, change behaviour."""
+
+    tags: tuple[Tag, ...]  # the taste vocabulary: the leaves of TASTE_ASPECTS
+    of_user: np.ndarray  # (users, 2) codes into ``tags``, -1 = none
+    place_has: np.ndarray  # (places, len(tags)) bool: the place's true attributes
+
+    def match(self, user: np.ndarray, place: np.ndarray) -> np.ndarray:
+        """Per (user, place) pair: the share of the user's tastes the place has."""
+        codes = self.of_user[user]
+        has = np.take_along_axis(self.place_has[place], np.maximum(codes, 0), axis=1) & (codes >= 0)
+        return has.sum(axis=1) / np.maximum((codes >= 0).sum(axis=1), 1)
+
+
+def make_tastes(taxonomy: Taxonomy, n_users: int, places: Places, rng: np.random.Generator) -> Tastes:
+    """A mood for everyone; for half the users also a purpose or a facility."""
+    tags = tuple(t for aspect in TASTE_ASPECTS for t in taxonomy.leaves(aspect))
+    code = {t.path: i for i, t in enumerate(tags)}
+    moods = [code[t.path] for t in taxonomy.leaves("mood")]
+    others = [code[t.path] for aspect in TASTE_ASPECTS[1:] for t in taxonomy.leaves(aspect)]
+    of_user = np.full((n_users, 2), -1, dtype=np.int64)
+    of_user[:, 0] = rng.choice(moods, n_users)
+    second = rng.random(n_users) < SECOND_TASTE_SHARE
+    of_user[second, 1] = rng.choice(others, int(second.sum()))
+    place_has = np.zeros((len(places), len(tags)), dtype=bool)
+    for i, attributes in enumerate(places.attributes):
+        place_has[i, [code[t.path] for t in attributes if t.path in code]] = True
+    return Tastes(tags, of_user, place_has)
+
+
+def tastes_table(users: Users, tastes: Tastes) -> pa.Table:
+    row, slot = np.nonzero(tastes.of_user >= 0)
+    chosen = [tastes.tags[c] for c in tastes.of_user[row, slot]]
+    return TRUTH_USER_TASTES.to_arrow({"user_id": users.ids.take(pa.array(row)), "tag": [t.path for t in chosen],
+                                       "aspect": [t.aspect for t in chosen]})
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from hybridrec.synthetic.common import (
     DAY_US, REGION_LAT, REGION_LON, REGIONS, SECOND_US, Window, format_ids, jitter, sample_rows, stream, timestamps,
 )
 from hybridrec.synthetic.content import QueryLog
-from hybridrec.synthetic.entities import Topics, Users
+from hybridrec.synthetic.entities import Tastes, Topics, Users
 from hybridrec.config import SyntheticSettings
 from hybridrec.contract import EVENT_TYPES, EVENTS, SURFACES, EventType, Surface
 
@@ -60,9 +60,9 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 class EventSimulator:
     def __init__(self, cfg: SyntheticSettings, window: Window, topics: Topics, users: Users, catalog: Catalog,
-                 queries: QueryLog) -> None:
+                 queries: QueryLog, tastes: Tastes) -> None:
         self.cfg, self.window, self.topics, self.users = cfg, window, topics, users
-        self.catalog, self.queries = catalog, queries
+        self.catalog, self.queries, self.tastes = catalog, queries, tastes
         self.warm = np.flatnonzero(~users.cold)
         self.warm_p = users.activity[self.warm] / users.activity[self.warm].sum()
         self.n_places = len(catalog.places)
@@ -196,12 +196,18 @@ class EventSimulator:
         return item
 
     def _affinity(self, day: int, user: np.ndarray, surface: np.ndarray, item: np.ndarray) -> np.ndarray:
-        """1 if the item's topic is an interest in force, SIBLING_AFFINITY if a sibling is, else 0."""
-        item_topic = np.where(surface == PLACE, self.catalog.places.category[np.where(surface == PLACE, item, 0)],
+        """1 if the item's topic is an interest in force, SIBLING_AFFINITY if a sibling is, else 0; for a
+        place, ``taste_weight`` of that depends on the share of the user's tastes the place has."""
+        place = surface == PLACE
+        place_item = np.where(place, item, 0)
+        item_topic = np.where(place, self.catalog.places.category[place_item],
                               self.catalog.clips.topic[np.where(surface == CLIP, item, 0)])
         held = self.users.topics[user]
         in_force = self.users.active_weights(user, day) > 0
-        return (self.topics.affinity[np.maximum(held, 0), item_topic[:, None]] * in_force).max(axis=1)
+        topical = (self.topics.affinity[np.maximum(held, 0), item_topic[:, None]] * in_force).max(axis=1)
+        weight = self.cfg.taste_weight
+        taste = np.where(place, 1.0 - weight + weight * self.tastes.match(user, place_item), 1.0)
+        return topical * taste
 
     def _outcomes(self, rng: np.random.Generator, surface: np.ndarray, item: np.ndarray,
                   affinity: np.ndarray) -> dict[str, np.ndarray]:
