@@ -29,7 +29,7 @@ from hybridrec.registry import Registry, ranker_path, run_dir as registry_run_di
 from hybridrec.config import Settings
 from hybridrec.contract import (
     CANDIDATES, CLIPS, EVALUATION_RUNS, EVENTS, INTERACTIONS, ITEM_EMBEDDINGS, ITEM_KEYWORDS, PLACES, QUERY_TAGS,
-    SEARCH_QUERIES, USERS,
+    SEARCH_QUERIES, TRUTH_ITEM_TAGS, TRUTH_QUERY_LABELS, USERS,
 )
 from hybridrec.features.profiles import item_profiles, user_profiles
 from hybridrec.features.ranking import SOURCES, feature_frame
@@ -103,15 +103,28 @@ class ContentSignals:
     query_tags: dict[str, dict[str, float]]
 
     @classmethod
-    def load(cls, lake: Lake, before: datetime, interactions: pd.DataFrame) -> "ContentSignals":
+    def load(cls, lake: Lake, before: datetime, interactions: pd.DataFrame,
+             source: str = "extracted") -> "ContentSignals":
         """Signals as of ``before``, so nothing from the label day leaks into training or evaluation.
 
         User vectors are rebuilt here from the item vectors and the (pre-label-day, decayed)
         interactions rather than read from ``derived.user_embeddings``, which covers every event.
+        ``source`` (``retrain.content_signals``): ``extracted`` reads what extraction wrote; ``truth_tags``
+        replaces its item and query tags by the synthetic world's truth (the ceiling extraction could
+        reach); ``none`` uses no content at all (what content adds).
         """
+        if source == "none":
+            log.info("content signals: none (retrain.content_signals)")
+            return cls(item_vectors={}, user_vectors={}, item_tags={}, query_tags={})
         items = _optional(lake, ITEM_EMBEDDINGS, ("item_id", "embedding"))
-        keywords = _optional(lake, ITEM_KEYWORDS, ("item_id", "tag"))
-        queries = _optional(lake, QUERY_TAGS, ("query_id", "user_id", "intent", "tags"))
+        if source == "truth_tags":
+            keywords = _read(lake, TRUTH_ITEM_TAGS, ("item_id", "tag"))
+            labels = _read(lake, TRUTH_QUERY_LABELS, ("query_id", "intent", "tags"))
+            users = _read(lake, SEARCH_QUERIES, ("query_id", "user_id"))
+            queries = labels.merge(users, on="query_id")
+        else:
+            keywords = _optional(lake, ITEM_KEYWORDS, ("item_id", "tag"))
+            queries = _optional(lake, QUERY_TAGS, ("query_id", "user_id", "intent", "tags"))
         query_tags: dict[str, dict[str, float]] = {}
         if queries is not None:
             asked = _read(lake, SEARCH_QUERIES, ("query_id", "ts"))
@@ -127,8 +140,8 @@ class ContentSignals:
         item_vectors = {} if items is None else dict(zip(items["item_id"], map(np.asarray, items["embedding"])))
         signals = cls(item_vectors=item_vectors, user_vectors=_user_vectors(interactions, item_vectors),
                       item_tags=item_tags, query_tags=query_tags)
-        log.info("content signals: %d item vectors, %d user vectors, %d tagged items, %d users with query tags",
-                 len(signals.item_vectors), len(signals.user_vectors), len(item_tags), len(query_tags))
+        log.info("content signals (%s): %d item vectors, %d user vectors, %d tagged items, %d users with query tags",
+                 source, len(signals.item_vectors), len(signals.user_vectors), len(item_tags), len(query_tags))
         return signals
 
 
@@ -340,7 +353,8 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
     def train(ctx: dict) -> dict:
         classifier = optional_topic_classifier(settings)
         users = _read(lake, USERS, ("user_id", "home_lat", "home_lon"))
-        content = ContentSignals.load(lake, ctx["split"].label_start, ctx["interactions"])
+        content = ContentSignals.load(lake, ctx["split"].label_start, ctx["interactions"],
+                                      settings.retrain.content_signals)
         results, profiles = {}, {}
         for surface in SURFACES:
             inputs = SurfaceInputs(surface, load_items(lake, surface, classifier),

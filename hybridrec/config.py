@@ -312,6 +312,7 @@ class RetrainSettings(_Section):
     heavy_user_items: int = Field(10, ge=1)  # evaluation segments: this many engaged items is "heavy", fewer "light"
     covisit_neighbours: int = Field(20, ge=1)  # co-visited items published per item
     graph_candidates: int = Field(100, ge=1)  # graph-filter candidates published per user
+    content_signals: Literal["extracted", "truth_tags", "none"] = "extracted"  # ablations: see default.yaml
     als: ALSSettings = ALSSettings()
     graph_filter: GraphFilterSettings = GraphFilterSettings()
     ranker: RankerSettings = RankerSettings()
