@@ -13,6 +13,7 @@ import logging
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,8 @@ from hybridrec.batch.candidates import (
 )
 from hybridrec.batch.interactions import TimeSplit, labels_sql, last_event_day, write_interactions
 from hybridrec.batch.publish import publish_run
-from hybridrec.registry import Registry, ranker_path, run_dir as registry_run_dir
-from hybridrec.config import Settings
+from hybridrec.registry import Registry, latest_model_files, ranker_path, run_dir as registry_run_dir
+from hybridrec.config import RetrainSettings, Settings
 from hybridrec.contract import (
     CANDIDATES, CLIPS, EVALUATION_RUNS, EVENTS, INTERACTIONS, ITEM_EMBEDDINGS, ITEM_KEYWORDS, PLACES, QUERY_TAGS,
     SEARCH_QUERIES, TRUTH_ITEM_TAGS, TRUTH_QUERY_LABELS, USERS,
@@ -37,6 +38,7 @@ from hybridrec.lake import Lake
 from hybridrec.models.collaborative import ALSModel, BSPMModel
 from hybridrec.models.ranker import Ranker
 from hybridrec.models.ranking_metrics import list_metrics
+from hybridrec.models.selection import Selection, als_family, bspm_family, select
 from hybridrec.models.student import TopicClassifier
 from hybridrec.pipeline import Step
 from hybridrec.runinfo import RunContext, new_run
@@ -219,10 +221,39 @@ class SurfaceResult:
     ranker: Ranker
     ranked: pd.DataFrame      # evaluation candidates with ranker scores
     evaluation: pd.DataFrame  # rows of ops.evaluation_runs
+    selection: Selection | None = None  # how the CF parameters were chosen on this surface's data
+
+
+def cf_params(cfg: RetrainSettings, user_items, warm_start: dict | None) -> tuple[dict, dict, Selection | None]:
+    """ALS and graph-filter parameters for this surface: chosen on its own data (``retrain.selection``,
+    warm-started from ``warm_start``: family -> params), else the configured ones."""
+    max_rank = min(user_items.shape) - 1
+    if not cfg.selection.enabled:
+        graph = cfg.graph_filter.model_dump(exclude={"sharpen_steps"})
+        return (cfg.als.model_dump(exclude={"iterations"}), {**graph, "ideal_rank": min(graph["ideal_rank"], max_rank)},
+                None)
+    sel = cfg.selection
+    selection = select([als_family(cfg.als.iterations, cfg.seed), bspm_family(min(sel.max_graph_rank, max_rank), cfg.seed)],
+                       user_items, cfg.eval_k, sel.trials, sel.budget_s, sel.validation_share, sel.max_users, cfg.seed,
+                       warm_start)
+    return selection.families["als"].params, selection.families["graph"].params, selection
+
+
+def last_selection(lake: Lake) -> dict[str, dict[str, dict]]:
+    """surface -> family -> the parameters the newest succeeded retrain chose (empty before the first)."""
+    try:
+        _, files = latest_model_files(lake, "retrain")
+    except LookupError:
+        return {}
+    path = files.get("selection")
+    if not path or not Path(path).exists():
+        return {}
+    chosen = json.loads(Path(path).read_text())
+    return {surface: {f: c["params"] for f, c in s["families"].items()} for surface, s in chosen.items()}
 
 
 def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame, content: ContentSignals,
-                  as_of: datetime, run: RunContext) -> tuple[SurfaceResult, dict, dict]:
+                  as_of: datetime, run: RunContext, warm_start: dict | None = None) -> tuple[SurfaceResult, dict, dict]:
     cfg = settings.retrain
     surface = inputs.surface
     items_p = item_profiles(inputs.items, inputs.interactions, as_of, content.item_tags, content.item_vectors,
@@ -230,10 +261,11 @@ def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame
     users_p = user_profiles(users, inputs.interactions, inputs.items, content.query_tags, content.user_vectors)
     data = surface_data(surface, inputs, users, users_p, items_p, content)
 
-    als = ALSModel(**cfg.als.model_dump(), random_state=cfg.seed, show_progress=False).fit(data.user_items)
-    graph_cfg = cfg.graph_filter
-    graph = BSPMModel(**graph_cfg.model_dump(exclude={"ideal_rank"}), random_state=cfg.seed,
-                      ideal_rank=min(graph_cfg.ideal_rank, min(data.user_items.shape) - 1)).fit(data.user_items)
+    als_params, graph_params, selection = cf_params(cfg, data.user_items, warm_start)
+    als = ALSModel(**als_params, iterations=cfg.als.iterations, random_state=cfg.seed,
+                   show_progress=False).fit(data.user_items)
+    graph = BSPMModel(**graph_params, sharpen_steps=cfg.graph_filter.sharpen_steps,
+                      random_state=cfg.seed).fit(data.user_items)
     covisit = CovisitationSource(data)
     sources = [CollaborativeSource("als", als), CollaborativeSource("graph", graph), ContentSource(data), covisit,
                PopularSource(data)]
@@ -257,7 +289,8 @@ def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame
     held_out["score"] = ranker.score(held_out)
     held_out["rank"] = held_out.groupby("user_id")["score"].rank(ascending=False, method="first").astype(int)
     evaluation = evaluate(held_out, inputs.labels, data, users_p, cfg.eval_k, run, surface, cfg.heavy_user_items)
-    return SurfaceResult(surface, data, als, graph, covisit, ranker, held_out, evaluation), users_p, items_p
+    return (SurfaceResult(surface, data, als, graph, covisit, ranker, held_out, evaluation, selection),
+            users_p, items_p)
 
 
 def _groups(frame: pd.DataFrame) -> np.ndarray:
@@ -355,13 +388,13 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
         users = _read(lake, USERS, ("user_id", "home_lat", "home_lon"))
         content = ContentSignals.load(lake, ctx["split"].label_start, ctx["interactions"],
                                       settings.retrain.content_signals)
-        results, profiles = {}, {}
+        results, profiles, warm = {}, {}, last_selection(lake) if settings.retrain.selection.enabled else {}
         for surface in SURFACES:
             inputs = SurfaceInputs(surface, load_items(lake, surface, classifier),
                                    ctx["interactions"][ctx["interactions"]["surface"] == surface],
                                    ctx["labels"][ctx["labels"]["surface"] == surface].drop(columns="surface"))
             results[surface], users_p, items_p = train_surface(settings, inputs, users, content,
-                                                               ctx["split"].label_start, run)
+                                                               ctx["split"].label_start, run, warm.get(surface))
             profiles[surface] = (users_p, items_p, inputs.items)
         return {"results": results, "profiles": profiles}
 
@@ -378,6 +411,10 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
             result.ranker.save(path, run.stamp())
             files[f"ranker-{surface}"] = str(path)
         files["evaluation_plot"] = str(plot_run_evaluation(evaluation, run_dir / "evaluation.png", settings.retrain.eval_k))
+        chosen = {surface: r.selection.as_dict() for surface, r in results.items() if r.selection is not None}
+        if chosen:
+            (run_dir / "selection.json").write_text(json.dumps(chosen, indent=2))
+            files["selection"] = str(run_dir / "selection.json")
         headline = _headline(evaluation, settings.retrain.eval_k)
         (run_dir / "metrics.json").write_text(json.dumps(headline, indent=2))
         return {"evaluation": evaluation, "model_files": files, "headline": headline}

@@ -283,6 +283,17 @@ class GraphFilterSettings(_Section):
     sharpen_steps: int = Field(1, ge=1)  # RK4 steps over sharpen_time
 
 
+class SelectionSettings(_Section):
+    """The retrain's per-surface hyper-parameter search of the CF families (:mod:`hybridrec.models.selection`)."""
+
+    enabled: bool = True
+    trials: int = Field(6, ge=1)  # per family and surface
+    budget_s: float = Field(90.0, gt=0)  # per surface, shared by the families
+    validation_share: float = Field(0.1, gt=0, lt=1)
+    max_users: int = Field(2_000, ge=10)
+    max_graph_rank: int = Field(256, ge=8)
+
+
 class RankerSettings(_Section):
     num_leaves: int = Field(7, ge=2)
     learning_rate: float = Field(0.05, gt=0)
@@ -316,6 +327,7 @@ class RetrainSettings(_Section):
     als: ALSSettings = ALSSettings()
     graph_filter: GraphFilterSettings = GraphFilterSettings()
     ranker: RankerSettings = RankerSettings()
+    selection: SelectionSettings = SelectionSettings()
 
     @field_validator("label_gains")
     @classmethod

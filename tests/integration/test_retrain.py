@@ -37,7 +37,8 @@ def test_publish_points_every_alias_at_the_runs_indices(settings, first_run):
     version = first_run["run"].run_id.lower()
     assert all(targets == [f"{alias}--{version}"] for alias, targets in _aliases(settings).items())
     store = SearchStore(settings)
-    hits = store.knn(store.alias_name(items_alias("clip")), "cf_vector", [1.0] * settings.retrain.als.factors, k=5)
+    factors = first_run["results"]["clip"].als.factors  # chosen on the data by the run's model selection
+    hits = store.knn(store.alias_name(items_alias("clip")), "cf_vector", [1.0] * factors, k=5)
     assert len(hits) == 5 and all(h.source["run_id"] == first_run["run"].run_id for h in hits)
     assert json.loads(fallback_path(settings).read_text())["run_id"] == first_run["run"].run_id
 
@@ -54,6 +55,18 @@ def test_run_is_registered_with_inputs_metrics_and_evaluation(settings, first_ru
     assert (first_run["run_dir"] / "ranker-clip.txt").exists()
 
 
+
+def test_the_run_chose_its_cf_parameters_on_its_own_data_and_recorded_the_trials(settings, first_run):
+    files = json.loads(run_history(Lake(settings)).iloc[0]["model_files"])
+    chosen = json.loads(open(files["selection"]).read())
+    for surface in ("place", "clip"):
+        families = chosen[surface]["families"]
+        assert set(families) == {"als", "graph"} and chosen[surface]["best"] in families
+        assert all(1 <= len(f["trials"]) <= settings.retrain.selection.trials for f in families.values())
+        assert first_run["results"][surface].als.factors == families["als"]["params"]["factors"]
+        assert first_run["results"][surface].graph.ideal_rank == families["graph"]["params"]["ideal_rank"]
+
+
 def test_failed_run_never_swaps_and_a_good_run_can_be_rolled_back(settings, first_run):
     before = _aliases(settings)
     with pytest.raises(StepFailed, match="publish"):
@@ -62,6 +75,10 @@ def test_failed_run_never_swaps_and_a_good_run_can_be_rolled_back(settings, firs
     assert run_history(Lake(settings)).iloc[0]["status"] == "failed"
 
     second = retrain_job(settings)
+    warm = json.loads((first_run["run_dir"] / "selection.json").read_text())  # the second night starts from these
+    tried_first = json.loads((second["run_dir"] / "selection.json").read_text())
+    assert all(tried_first[s]["families"]["als"]["trials"][0]["params"] == warm[s]["families"]["als"]["params"]
+               for s in ("place", "clip"))
     assert _aliases(settings) != before
     assert all(t[0].endswith(second["run"].run_id.lower()) for t in _aliases(settings).values())
     rollback(settings)
