@@ -398,7 +398,8 @@ def test_skipped_and_engaged_items_leave_the_next_feed(client, settings, warm_us
 def test_reasons_name_a_users_searches_and_likes_only_to_that_user(client, settings, warm_user, other_user):
     """Under the default config: the warm user's likes, and a new user's searches (tags and search words
     in the real-time context), appear in reasons only with that user's own claim."""
-    searcher = f"u-searcher-{secrets.token_hex(4)}"
+    searcher = next(u for u in (f"u-searcher-{secrets.token_hex(4)}" for _ in range(200))
+                    if _arm(settings, u) == "control")  # the ranked arm (the holdout orders by fusion)
     tag = next(i["topic_path"] for i in _feed(client, warm_user, "place")["items"] if i["topic_path"])
     word = tag.rsplit("/", 1)[-1].replace("_", " ")
     store = ContextStore.from_settings(settings)
