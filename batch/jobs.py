@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ def spark_event_summary(settings: Settings) -> list[dict[str, Any]]:
 
 def synthetic_benchmark(settings: Settings) -> dict[str, Any]:
     """Generator speed in memory, then generation plus the Iceberg writes; events/s and table sizes."""
-    cfg = settings.synthetic
+    cfg, load_at_start = settings.synthetic, os.getloadavg()
     in_memory = summarize_world(cfg)
     started = time.perf_counter()
     counts = generate_world_job(settings)
@@ -81,8 +82,9 @@ def synthetic_benchmark(settings: Settings) -> dict[str, Any]:
         "rows": counts,
     }
     dataset = (f"synthetic seed={cfg.seed} users={cfg.n_users} places={cfg.n_places} clips={cfg.n_clips} "
-               f"events={cfg.n_events} days={cfg.n_days}")
-    path = write_result("synthetic_world", "synthetic_world", dataset, "hybridrec bench synthetic", metrics)
+               f"events={cfg.n_events} days={cfg.n_days} taste_weight={cfg.taste_weight}")
+    path = write_result("synthetic_world", "synthetic_world", dataset, "hybridrec bench synthetic", metrics, settings,
+                        load_at_start)
     log.info("synthetic world: %d events generated in %.1fs, generated and written to Iceberg in %.1fs "
              "(%.0f events/s) -> %s", events, in_memory.seconds, seconds, events / seconds, path)
     return metrics
