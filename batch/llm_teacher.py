@@ -141,8 +141,8 @@ def label_within_budget(texts: Sequence[str], ask: Callable[[str], Outcome[T]], 
             if rows:
                 lake.append(ledger.spec, [ledger.spec.to_arrow({c: [r[c] for r in rows] for c in rows[0]})], run)
                 labelled += len(rows)
-    log.info("llm teacher %s: %d %ss labelled now in %.0f s of model time (%s), %d unanswered (asked again "
-             "next run), %d in the ledger, %d new texts left", teacher, labelled, unit, spent,
+    log.info("llm teacher %s (%s texts): %d labelled now in %.0f s of model time (%s), %d unanswered (asked "
+             "again next run), %d in the ledger, %d new texts left", teacher, unit, labelled, spent,
              "budget spent" if exhausted else "all new texts done", failed, len(known), len(new) - asked)
     wanted = set(keys)
     return LlmLabels({k: o for k, o in known.items() if k in wanted}, teacher, labelled, spent, exhausted, failed,
