@@ -36,6 +36,7 @@ from hybridrec.features.profiles import item_profiles, user_profiles
 from hybridrec.features.ranking import SOURCES, feature_frame
 from hybridrec.lake import Lake
 from hybridrec.models.collaborative import ALSModel, BSPMModel
+from hybridrec.models.fusion import rrf_ranks
 from hybridrec.models.ranker import Ranker
 from hybridrec.models.ranking_metrics import list_metrics
 from hybridrec.models.selection import Selection, als_family, bspm_family, select
@@ -314,23 +315,31 @@ def _train_ranker(train: pd.DataFrame, cfg, seed: int) -> Ranker:
                         valid=(valid, valid["gain"].to_numpy(), _groups(valid)))
 
 
+def evaluated_lists(held_out: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Ranked lists (user_id, item_id, rank) over the held-out candidates: the ranker, reciprocal-rank
+    fusion of the same candidate union (what merging the sources gives without learning), each source
+    alone and popularity."""
+    present = [f"{s}_rank" for s in SOURCES if held_out[f"{s}_rank"].notna().any()]
+    lists = {"ranker": held_out[["user_id", "item_id", "rank"]],
+             "rrf": held_out[["user_id", "item_id"]].assign(rank=rrf_ranks(held_out, present))}
+    for column in present:
+        source = column.removesuffix("_rank")
+        name = "popularity" if source == "popular" else source
+        lists[name] = held_out[held_out[column].notna()][["user_id", "item_id", column]].rename(
+            columns={column: "rank"})
+    return lists
+
+
 def evaluate(held_out: pd.DataFrame, labels: pd.DataFrame, data: SurfaceData, users_p: dict, k: int,
              run: RunContext, surface: str, heavy_items: int) -> pd.DataFrame:
-    """The ranker, each source alone and popularity, overall and per user segment, on held-out users."""
+    """The ranker, RRF, each source alone and popularity, overall and per user segment, on held-out users."""
     users = held_out["user_id"].unique()
     relevant = labels[labels["user_id"].isin(users)]
     popularity = pd.Series(data.item_popularity, index=data.item_ids)
-    lists = {"ranker": held_out[["user_id", "item_id", "rank"]]}
-    for source in SOURCES:
-        column = f"{source}_rank"
-        if held_out[column].notna().any():
-            name = "popularity" if source == "popular" else source
-            lists[name] = held_out[held_out[column].notna()][["user_id", "item_id", column]].rename(
-                columns={column: "rank"})
     segments = {u: user_segment(users_p[u].items, heavy_items) for u in users}
     rows = []
     now = datetime.now(timezone.utc)
-    for model, recommended in lists.items():
+    for model, recommended in evaluated_lists(held_out).items():
         for segment in ("all", "cold", "light", "heavy"):
             members = relevant if segment == "all" else relevant[relevant["user_id"].map(segments) == segment]
             metrics = list_metrics(recommended, members, k, popularity, len(data.item_ids))
@@ -351,10 +360,39 @@ class UnknownStep(ValueError):
     """``fail_at`` names no step of the retrain: refused before anything runs (a typo must not publish)."""
 
 
-def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any]:
-    """Run the nightly pipeline. ``fail_at`` names a step to fail on purpose (drills and tests)."""
+def label_window_interactions(settings: Settings, lake: Lake, run: RunContext) -> dict[str, Any]:
+    """The interactions step: ``derived.interactions`` before the label window (Spark) and the
+    label-window engagement with unseen items."""
     from hybridrec.spark import spark_job
 
+    lake.table(INTERACTIONS)
+    with spark_job(settings, "hybridrec-retrain") as spark:
+        split = TimeSplit.ending_at(last_event_day(spark), settings.retrain.label_days)
+        rows = write_interactions(spark, settings.retrain, settings.signals, split, run)
+        labels = spark.sql(labels_sql(split, settings.retrain.label_gains)).toPandas()
+    matrix = _read(lake, INTERACTIONS, row_filter=f"run_id == '{run.run_id}'")
+    return {"split": split, "interaction_rows": rows, "interactions": matrix, "labels": _unseen(labels, matrix)}
+
+
+def train_surfaces(settings: Settings, lake: Lake, run: RunContext, ctx: dict[str, Any]) -> dict[str, Any]:
+    """The train step on :func:`label_window_interactions`' output: every surface's models and evaluation."""
+    classifier = optional_topic_classifier(settings)
+    users = _read(lake, USERS, ("user_id", "home_lat", "home_lon"))
+    content = ContentSignals.load(lake, ctx["split"].label_start, ctx["interactions"],
+                                  settings.retrain.content_signals)
+    results, profiles, warm = {}, {}, last_selection(lake) if settings.retrain.selection.enabled else {}
+    for surface in SURFACES:
+        inputs = SurfaceInputs(surface, load_items(lake, surface, classifier),
+                               ctx["interactions"][ctx["interactions"]["surface"] == surface],
+                               ctx["labels"][ctx["labels"]["surface"] == surface].drop(columns="surface"))
+        results[surface], users_p, items_p = train_surface(settings, inputs, users, content,
+                                                           ctx["split"].label_start, run, warm.get(surface))
+        profiles[surface] = (users_p, items_p, inputs.items)
+    return {"results": results, "profiles": profiles}
+
+
+def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any]:
+    """Run the nightly pipeline. ``fail_at`` names a step to fail on purpose (drills and tests)."""
     run = new_run(settings, "retrain")
     lake = Lake(settings)
     registry = Registry(lake, run)
@@ -375,28 +413,10 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
         return {"input_snapshots": inputs}
 
     def interactions(_: dict) -> dict:
-        lake.table(INTERACTIONS)
-        with spark_job(settings, "hybridrec-retrain") as spark:
-            split = TimeSplit.ending_at(last_event_day(spark), settings.retrain.label_days)
-            rows = write_interactions(spark, settings.retrain, settings.signals, split, run)
-            labels = spark.sql(labels_sql(split, settings.retrain.label_gains)).toPandas()
-        matrix = _read(lake, INTERACTIONS, row_filter=f"run_id == '{run.run_id}'")
-        return {"split": split, "interaction_rows": rows, "interactions": matrix, "labels": _unseen(labels, matrix)}
+        return label_window_interactions(settings, lake, run)
 
     def train(ctx: dict) -> dict:
-        classifier = optional_topic_classifier(settings)
-        users = _read(lake, USERS, ("user_id", "home_lat", "home_lon"))
-        content = ContentSignals.load(lake, ctx["split"].label_start, ctx["interactions"],
-                                      settings.retrain.content_signals)
-        results, profiles, warm = {}, {}, last_selection(lake) if settings.retrain.selection.enabled else {}
-        for surface in SURFACES:
-            inputs = SurfaceInputs(surface, load_items(lake, surface, classifier),
-                                   ctx["interactions"][ctx["interactions"]["surface"] == surface],
-                                   ctx["labels"][ctx["labels"]["surface"] == surface].drop(columns="surface"))
-            results[surface], users_p, items_p = train_surface(settings, inputs, users, content,
-                                                               ctx["split"].label_start, run, warm.get(surface))
-            profiles[surface] = (users_p, items_p, inputs.items)
-        return {"results": results, "profiles": profiles}
+        return train_surfaces(settings, lake, run, ctx)
 
     def record_evaluation(ctx: dict) -> dict:
         from hybridrec.batch.plots import plot_run_evaluation

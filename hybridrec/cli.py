@@ -400,6 +400,15 @@ def bench_cold_start(ctx: click.Context) -> None:
     _print_json(_benchmark("cold_start").run_benchmark(_settings(ctx)))
 
 
+@bench.command("retrain")
+@click.option("--bootstrap-samples", type=click.IntRange(min=100), default=1000, show_default=True,
+              help="Bootstrap draws of the held-out users for the ranker-vs-RRF interval.")
+@click.pass_context
+def bench_retrain(ctx: click.Context, bootstrap_samples: int) -> None:
+    """Ranker vs RRF vs every source vs popularity, per surface and segment, on a fresh synthetic world."""
+    _print_json(_benchmark("retrain").run_benchmark(_settings(ctx), bootstrap_samples))
+
+
 @bench.command("gowalla", context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
