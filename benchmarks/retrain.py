@@ -97,8 +97,9 @@ def compare_lists(ranked: pd.DataFrame, labels: pd.DataFrame, segments: dict[str
     """Per segment ("all" first): users, NDCG@K and Recall@K of every list of
     :func:`~hybridrec.batch.retrain.evaluated_lists`, and the ranker's paired gain over RRF with its interval.
     ``ranked``: the held-out candidates with the ranker's ``rank`` and each source's ``<source>_rank``;
-    ``labels``: user_id, item_id of the label window; ``segments``: user_id → segment name."""
-    relevant = labels[labels["user_id"].isin(ranked["user_id"].unique())]
+    ``labels``: user_id, item_id of the label window; ``segments``: user_id → segment name. Users are
+    taken in sorted order, so the seeded bootstrap draws the same users whatever order Spark returned."""
+    relevant = labels[labels["user_id"].isin(ranked["user_id"].unique())].sort_values(["user_id", "item_id"])
     per_model = {name: user_metrics(recommended, relevant, k) for name, recommended in evaluated_lists(ranked).items()}
     names = pd.Series(segments).reindex(per_model["ranker"].index)
     out: dict[str, Any] = {}
