@@ -34,6 +34,7 @@ from hybridrec.contract import (
 )
 from hybridrec.features.profiles import item_profiles, user_profiles
 from hybridrec.features.ranking import SOURCES, feature_frame
+from hybridrec.features.segments import SEGMENTS, user_segment
 from hybridrec.lake import Lake
 from hybridrec.models.collaborative import ALSModel, BSPMModel
 from hybridrec.models.fusion import rrf_ranks
@@ -202,9 +203,10 @@ def surface_data(surface: str, inputs: SurfaceInputs, users: pd.DataFrame, user_
         user_vectors=_stack(content.user_vectors, user_ids), item_vectors=_stack(content.item_vectors, item_ids))
 
 
-def user_segment(items: int, heavy_items: int) -> str:
-    """'heavy' from ``heavy_items`` engaged items (``retrain.heavy_user_items``), fewer 'light', none 'cold'."""
-    return "cold" if items == 0 else ("light" if items < heavy_items else "heavy")
+def user_segments(users, users_p: dict, heavy_items: int) -> dict[str, str]:
+    """Each user's segment (:mod:`hybridrec.features.segments`, the names feed responses carry) from the
+    profile as of the cut-off: engaged items, and interest-query tags standing for searches."""
+    return {u: user_segment(users_p[u].items, bool(users_p[u].interest_tags), heavy_items) for u in users}
 
 
 def in_training_half(user_id: str) -> bool:
@@ -336,11 +338,11 @@ def evaluate(held_out: pd.DataFrame, labels: pd.DataFrame, data: SurfaceData, us
     users = held_out["user_id"].unique()
     relevant = labels[labels["user_id"].isin(users)]
     popularity = pd.Series(data.item_popularity, index=data.item_ids)
-    segments = {u: user_segment(users_p[u].items, heavy_items) for u in users}
+    segments = user_segments(users, users_p, heavy_items)
     rows = []
     now = datetime.now(timezone.utc)
     for model, recommended in evaluated_lists(held_out).items():
-        for segment in ("all", "cold", "light", "heavy"):
+        for segment in ("all", *SEGMENTS):
             members = relevant if segment == "all" else relevant[relevant["user_id"].map(segments) == segment]
             metrics = list_metrics(recommended, members, k, popularity, len(data.item_ids))
             n_users = metrics.pop("users")

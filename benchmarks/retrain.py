@@ -30,16 +30,17 @@ from typing import Any
 import pandas as pd
 
 from hybridrec.batch.jobs import generate_world_job
-from hybridrec.batch.retrain import evaluated_lists, label_window_interactions, train_surfaces, user_segment
+from hybridrec.batch.retrain import evaluated_lists, label_window_interactions, train_surfaces, user_segments
 from hybridrec.benchmarks import write_result
 from hybridrec.config import Settings
+from hybridrec.features.segments import SEGMENTS as USER_SEGMENTS
 from hybridrec.lake import Lake
 from hybridrec.models.ranking_metrics import paired_bootstrap, user_metrics
 from hybridrec.runinfo import new_run
 
 log = logging.getLogger("hybridrec.bench.retrain")
 
-SEGMENTS = ("all", "cold", "light", "heavy")
+SEGMENTS = ("all", *USER_SEGMENTS)
 BOOTSTRAP_SEED = 0
 LEVEL = 0.95
 
@@ -57,8 +58,7 @@ def run_benchmark(settings: Settings, bootstrap_samples: int = 1000) -> dict[str
     for surface, result in trained["results"].items():
         users_p = trained["profiles"][surface][0]
         labels = prepared["labels"][prepared["labels"]["surface"] == surface]
-        segments = {u: user_segment(users_p[u].items, settings.retrain.heavy_user_items)
-                    for u in result.ranked["user_id"].unique()}
+        segments = user_segments(result.ranked["user_id"].unique(), users_p, settings.retrain.heavy_user_items)
         surfaces[surface] = compare_lists(result.ranked, labels, segments, k, bootstrap_samples)
         for segment, row in surfaces[surface].items():
             gain = row["ranker_minus_rrf"][f"ndcg@{k}"]
