@@ -269,7 +269,7 @@ class SurfaceModels:
     selection: Selection | None
 
 
-CFParams = Callable[[sp.csr_matrix], tuple[dict, dict, "Selection | None"]]
+CFParams = Callable[[sp.csr_matrix], tuple[dict, dict, Selection | None]]  # user_items -> ALS, graph params, selection
 
 
 def fit_surface_models(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame, content: ContentSignals,
