@@ -2,6 +2,7 @@
 
 snapshot inputs → interactions (Spark) → per surface: CF models, candidates, features, LightGBM
 ranker (trained on one half of the label-day users), evaluation (on the other half) → plots →
+refit of profiles and CF models on every event up to now (the ranker is kept as evaluated) →
 publish to new OpenSearch indices + one atomic alias swap → registry. Any failure before the swap
 leaves the served indices untouched and records the run as failed.
 """
@@ -11,10 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ from tqdm import tqdm
 from hybridrec.batch.candidates import (
     CollaborativeSource, ContentSource, CovisitationSource, GeoSource, PopularSource, SurfaceData, top_candidates,
 )
-from hybridrec.batch.interactions import TimeSplit, labels_sql, last_event_day, write_interactions
+from hybridrec.batch.interactions import TimeSplit, interactions_sql, labels_sql, last_event_day, write_interactions
 from hybridrec.batch.publish import publish_run
 from hybridrec.registry import Registry, latest_model_files, ranker_path, run_dir as registry_run_dir
 from hybridrec.config import RetrainSettings, Settings
@@ -34,8 +35,10 @@ from hybridrec.contract import (
 )
 from hybridrec.features.profiles import item_profiles, user_profiles
 from hybridrec.features.ranking import SOURCES, feature_frame
+from hybridrec.features.segments import SEGMENTS, user_segment
 from hybridrec.lake import Lake
 from hybridrec.models.collaborative import ALSModel, BSPMModel
+from hybridrec.models.fusion import rrf_ranks
 from hybridrec.models.ranker import Ranker
 from hybridrec.models.ranking_metrics import list_metrics
 from hybridrec.models.selection import Selection, als_family, bspm_family, select
@@ -201,9 +204,10 @@ def surface_data(surface: str, inputs: SurfaceInputs, users: pd.DataFrame, user_
         user_vectors=_stack(content.user_vectors, user_ids), item_vectors=_stack(content.item_vectors, item_ids))
 
 
-def user_segment(items: int, heavy_items: int) -> str:
-    """'heavy' from ``heavy_items`` engaged items (``retrain.heavy_user_items``), fewer 'light', none 'cold'."""
-    return "cold" if items == 0 else ("light" if items < heavy_items else "heavy")
+def user_segments(users, users_p: dict, heavy_items: int) -> dict[str, str]:
+    """Each user's segment (:mod:`hybridrec.features.segments`, the names feed responses carry) from the
+    profile as of the cut-off: engaged items, and interest-query tags standing for searches."""
+    return {u: user_segment(users_p[u].items, bool(users_p[u].interest_tags), heavy_items) for u in users}
 
 
 def in_training_half(user_id: str) -> bool:
@@ -252,21 +256,47 @@ def last_selection(lake: Lake) -> dict[str, dict[str, dict]]:
     return {surface: {f: c["params"] for f, c in s["families"].items()} for surface, s in chosen.items()}
 
 
-def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame, content: ContentSignals,
-                  as_of: datetime, run: RunContext, warm_start: dict | None = None) -> tuple[SurfaceResult, dict, dict]:
+@dataclass
+class SurfaceModels:
+    """What a surface's history gives before any ranking: profiles, matrices and the CF models."""
+
+    data: SurfaceData
+    als: ALSModel
+    graph: BSPMModel
+    covisit: CovisitationSource
+    users_p: dict
+    items_p: dict
+    selection: Selection | None
+
+
+CFParams = Callable[[sp.csr_matrix], tuple[dict, dict, Selection | None]]  # user_items -> ALS, graph params, selection
+
+
+def fit_surface_models(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame, content: ContentSignals,
+                       as_of: datetime, params: CFParams) -> SurfaceModels:
+    """Profiles, the user x item matrices (popularity, seen sets) and the CF models from ``inputs.interactions``;
+    ``params(user_items)`` gives the ALS and graph-filter parameters (:func:`cf_params`, or the ones already chosen)."""
     cfg = settings.retrain
-    surface = inputs.surface
     items_p = item_profiles(inputs.items, inputs.interactions, as_of, content.item_tags, content.item_vectors,
                             trending_days=cfg.trending_days)
     users_p = user_profiles(users, inputs.interactions, inputs.items, content.query_tags, content.user_vectors)
-    data = surface_data(surface, inputs, users, users_p, items_p, content)
-
-    als_params, graph_params, selection = cf_params(cfg, data.user_items, warm_start)
+    data = surface_data(inputs.surface, inputs, users, users_p, items_p, content)
+    als_params, graph_params, selection = params(data.user_items)
     als = ALSModel(**als_params, iterations=cfg.als.iterations, random_state=cfg.seed,
                    show_progress=False).fit(data.user_items)
     graph = BSPMModel(**graph_params, sharpen_steps=cfg.graph_filter.sharpen_steps,
                       random_state=cfg.seed).fit(data.user_items)
-    covisit = CovisitationSource(data)
+    return SurfaceModels(data, als, graph, CovisitationSource(data), users_p, items_p, selection)
+
+
+def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame, content: ContentSignals,
+                  as_of: datetime, run: RunContext, warm_start: dict | None = None) -> tuple[SurfaceResult, dict, dict]:
+    cfg = settings.retrain
+    surface = inputs.surface
+    fitted = fit_surface_models(settings, inputs, users, content, as_of,
+                                lambda user_items: cf_params(cfg, user_items, warm_start))
+    data, als, graph, covisit, selection = fitted.data, fitted.als, fitted.graph, fitted.covisit, fitted.selection
+    users_p, items_p = fitted.users_p, fitted.items_p
     sources = [CollaborativeSource("als", als), CollaborativeSource("graph", graph), ContentSource(data), covisit,
                PopularSource(data)]
     if surface == "place":
@@ -314,24 +344,32 @@ def _train_ranker(train: pd.DataFrame, cfg, seed: int) -> Ranker:
                         valid=(valid, valid["gain"].to_numpy(), _groups(valid)))
 
 
+def evaluated_lists(held_out: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Ranked lists (user_id, item_id, rank) over the held-out candidates: the ranker, reciprocal-rank
+    fusion of the same candidate union (what merging the sources gives without learning), each source
+    alone and popularity."""
+    present = [f"{s}_rank" for s in SOURCES if held_out[f"{s}_rank"].notna().any()]
+    lists = {"ranker": held_out[["user_id", "item_id", "rank"]],
+             "rrf": held_out[["user_id", "item_id"]].assign(rank=rrf_ranks(held_out, present))}
+    for column in present:
+        source = column.removesuffix("_rank")
+        name = "popularity" if source == "popular" else source
+        lists[name] = held_out[held_out[column].notna()][["user_id", "item_id", column]].rename(
+            columns={column: "rank"})
+    return lists
+
+
 def evaluate(held_out: pd.DataFrame, labels: pd.DataFrame, data: SurfaceData, users_p: dict, k: int,
              run: RunContext, surface: str, heavy_items: int) -> pd.DataFrame:
-    """The ranker, each source alone and popularity, overall and per user segment, on held-out users."""
+    """The ranker, RRF, each source alone and popularity, overall and per user segment, on held-out users."""
     users = held_out["user_id"].unique()
     relevant = labels[labels["user_id"].isin(users)]
     popularity = pd.Series(data.item_popularity, index=data.item_ids)
-    lists = {"ranker": held_out[["user_id", "item_id", "rank"]]}
-    for source in SOURCES:
-        column = f"{source}_rank"
-        if held_out[column].notna().any():
-            name = "popularity" if source == "popular" else source
-            lists[name] = held_out[held_out[column].notna()][["user_id", "item_id", column]].rename(
-                columns={column: "rank"})
-    segments = {u: user_segment(users_p[u].items, heavy_items) for u in users}
+    segments = user_segments(users, users_p, heavy_items)
     rows = []
     now = datetime.now(timezone.utc)
-    for model, recommended in lists.items():
-        for segment in ("all", "cold", "light", "heavy"):
+    for model, recommended in evaluated_lists(held_out).items():
+        for segment in ("all", *SEGMENTS):
             members = relevant if segment == "all" else relevant[relevant["user_id"].map(segments) == segment]
             metrics = list_metrics(recommended, members, k, popularity, len(data.item_ids))
             n_users = metrics.pop("users")
@@ -351,10 +389,73 @@ class UnknownStep(ValueError):
     """``fail_at`` names no step of the retrain: refused before anything runs (a typo must not publish)."""
 
 
-def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any]:
-    """Run the nightly pipeline. ``fail_at`` names a step to fail on purpose (drills and tests)."""
+def label_window_interactions(settings: Settings, lake: Lake, run: RunContext) -> dict[str, Any]:
+    """The interactions step: ``derived.interactions`` before the label window (Spark) and the
+    label-window engagement with unseen items."""
     from hybridrec.spark import spark_job
 
+    lake.table(INTERACTIONS)
+    with spark_job(settings, "hybridrec-retrain") as spark:
+        split = TimeSplit.ending_at(last_event_day(spark), settings.retrain.label_days)
+        rows = write_interactions(spark, settings.retrain, settings.signals, split, run)
+        labels = spark.sql(labels_sql(split, settings.retrain.label_gains)).toPandas()
+    matrix = _read(lake, INTERACTIONS, row_filter=f"run_id == '{run.run_id}'")
+    return {"split": split, "interaction_rows": rows, "interactions": matrix, "labels": _unseen(labels, matrix)}
+
+
+def train_surfaces(settings: Settings, lake: Lake, run: RunContext, ctx: dict[str, Any]) -> dict[str, Any]:
+    """The train step on :func:`label_window_interactions`' output: every surface's models and evaluation."""
+    classifier = optional_topic_classifier(settings)
+    users = _read(lake, USERS, ("user_id", "home_lat", "home_lon"))
+    content = ContentSignals.load(lake, ctx["split"].label_start, ctx["interactions"],
+                                  settings.retrain.content_signals)
+    results, profiles, warm = {}, {}, last_selection(lake) if settings.retrain.selection.enabled else {}
+    for surface in SURFACES:
+        inputs = SurfaceInputs(surface, load_items(lake, surface, classifier),
+                               ctx["interactions"][ctx["interactions"]["surface"] == surface],
+                               ctx["labels"][ctx["labels"]["surface"] == surface].drop(columns="surface"))
+        results[surface], users_p, items_p = train_surface(settings, inputs, users, content,
+                                                           ctx["split"].label_start, run, warm.get(surface))
+        profiles[surface] = (users_p, items_p, inputs.items)
+    return {"results": results, "profiles": profiles}
+
+
+def _already_chosen(cfg: RetrainSettings, selection: Selection | None) -> CFParams:
+    """The CF parameters the train step used: its selection's winners, else the configured ones."""
+    if selection is None:
+        return lambda user_items: cf_params(cfg, user_items, None)
+    return lambda _: (selection.families["als"].params, selection.families["graph"].params, selection)
+
+
+def refit_on_everything(settings: Settings, lake: Lake, run: RunContext, ctx: dict[str, Any]) -> dict[str, Any]:
+    """After the label window chose and scored the ranker: profiles, popularity, seen sets, CF models and
+    co-visitation refit on every event up to the end of that window, so the published run is not
+    ``retrain.label_days`` stale and items of those days have CF vectors. The ranker is kept as evaluated;
+    content signals are read as of the same end."""
+    from hybridrec.spark import spark_job
+
+    split: TimeSplit = ctx["split"]
+    everything = TimeSplit(label_start=split.label_end, label_end=split.label_end)
+    with spark_job(settings, "hybridrec-retrain-refit") as spark:
+        matrix = spark.sql(interactions_sql(settings.retrain, settings.signals, everything, run)).toPandas()
+    matrix["last_ts"] = pd.to_datetime(matrix["last_ts"], utc=True)  # Spark hands naive UTC timestamps over
+    log.info("refit: %d user-item pairs before %s (label window included)", len(matrix), split.label_end.date())
+    users = _read(lake, USERS, ("user_id", "home_lat", "home_lon"))
+    content = ContentSignals.load(lake, split.label_end, matrix, settings.retrain.content_signals)
+    results, profiles = {}, {}
+    for surface, result in ctx["results"].items():
+        items = ctx["profiles"][surface][2]
+        inputs = SurfaceInputs(surface, items, matrix[matrix["surface"] == surface], labels=pd.DataFrame())
+        fitted = fit_surface_models(settings, inputs, users, content, split.label_end,
+                                    _already_chosen(settings.retrain, result.selection))
+        results[surface] = replace(result, data=fitted.data, als=fitted.als, graph=fitted.graph,
+                                   covisit=fitted.covisit)
+        profiles[surface] = (fitted.users_p, fitted.items_p, items)
+    return {"results": results, "profiles": profiles, "refit_interaction_rows": len(matrix)}
+
+
+def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any]:
+    """Run the nightly pipeline. ``fail_at`` names a step to fail on purpose (drills and tests)."""
     run = new_run(settings, "retrain")
     lake = Lake(settings)
     registry = Registry(lake, run)
@@ -375,28 +476,10 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
         return {"input_snapshots": inputs}
 
     def interactions(_: dict) -> dict:
-        lake.table(INTERACTIONS)
-        with spark_job(settings, "hybridrec-retrain") as spark:
-            split = TimeSplit.ending_at(last_event_day(spark), settings.retrain.label_days)
-            rows = write_interactions(spark, settings.retrain, settings.signals, split, run)
-            labels = spark.sql(labels_sql(split, settings.retrain.label_gains)).toPandas()
-        matrix = _read(lake, INTERACTIONS, row_filter=f"run_id == '{run.run_id}'")
-        return {"split": split, "interaction_rows": rows, "interactions": matrix, "labels": _unseen(labels, matrix)}
+        return label_window_interactions(settings, lake, run)
 
     def train(ctx: dict) -> dict:
-        classifier = optional_topic_classifier(settings)
-        users = _read(lake, USERS, ("user_id", "home_lat", "home_lon"))
-        content = ContentSignals.load(lake, ctx["split"].label_start, ctx["interactions"],
-                                      settings.retrain.content_signals)
-        results, profiles, warm = {}, {}, last_selection(lake) if settings.retrain.selection.enabled else {}
-        for surface in SURFACES:
-            inputs = SurfaceInputs(surface, load_items(lake, surface, classifier),
-                                   ctx["interactions"][ctx["interactions"]["surface"] == surface],
-                                   ctx["labels"][ctx["labels"]["surface"] == surface].drop(columns="surface"))
-            results[surface], users_p, items_p = train_surface(settings, inputs, users, content,
-                                                               ctx["split"].label_start, run, warm.get(surface))
-            profiles[surface] = (users_p, items_p, inputs.items)
-        return {"results": results, "profiles": profiles}
+        return train_surfaces(settings, lake, run, ctx)
 
     def record_evaluation(ctx: dict) -> dict:
         from hybridrec.batch.plots import plot_run_evaluation
@@ -419,6 +502,9 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
         (run_dir / "metrics.json").write_text(json.dumps(headline, indent=2))
         return {"evaluation": evaluation, "model_files": files, "headline": headline}
 
+    def refit(ctx: dict) -> dict:
+        return refit_on_everything(settings, lake, run, ctx)
+
     def publish(ctx: dict) -> dict:
         return {"indices": publish_run(settings, run, run_dir, ctx["results"], ctx["profiles"])}
 
@@ -427,6 +513,7 @@ def retrain_job(settings: Settings, fail_at: str | None = None) -> dict[str, Any
         Step("interactions", guarded("interactions", interactions), "events -> user x item confidence (Spark), label day"),
         Step("train", guarded("train", train), "ALS + graph filter, candidates, features, LightGBM ranker per surface"),
         Step("evaluate", guarded("evaluate", record_evaluation), "metrics per model and segment, plots, model files"),
+        Step("refit", guarded("refit", refit), "profiles, popularity, seen, CF models on all events up to now"),
         Step("publish", guarded("publish", publish), "new versioned indices, one atomic alias swap"),
     ]
     if fail_at is not None and fail_at not in (names := [s.name for s in steps]):

@@ -400,6 +400,37 @@ def bench_cold_start(ctx: click.Context) -> None:
     _print_json(_benchmark("cold_start").run_benchmark(_settings(ctx)))
 
 
+@bench.command("retrain")
+@click.option("--bootstrap-samples", type=click.IntRange(min=100), default=1000, show_default=True,
+              help="Bootstrap draws of the held-out users for the ranker-vs-RRF interval.")
+@click.pass_context
+def bench_retrain(ctx: click.Context, bootstrap_samples: int) -> None:
+    """Ranker vs RRF vs every source vs popularity, per surface and segment, on a fresh synthetic world."""
+    _print_json(_benchmark("retrain").run_benchmark(_settings(ctx), bootstrap_samples))
+
+
+@bench.command("report")
+@click.option("--check", is_flag=True, help="Only say whether the README's generated tables match the results "
+                                            "files (exit 1 when not); change nothing.")
+def bench_report(check: bool) -> None:
+    """Regenerate the README's figure tables (<!-- bench:NAME --> blocks) from the results files."""
+    from hybridrec.config import PROJECT_ROOT
+
+    readme = PROJECT_ROOT / "README.md"
+    if not readme.is_file():
+        raise click.ClickException(f"no README.md at {PROJECT_ROOT}: run this from a checkout")
+    report = _benchmark("report")
+    try:
+        in_sync = report.update_readme(readme, results_dir(), check=check)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo("README tables in sync with the results files" if in_sync else
+               ("README tables differ from the results files: run `hybridrec bench report`" if check else
+                f"rewrote the generated tables of {readme}"))
+    if check and not in_sync:
+        sys.exit(1)
+
+
 @bench.command("gowalla", context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context

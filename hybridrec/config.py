@@ -320,7 +320,7 @@ class RetrainSettings(_Section):
     models_dir: str = "models"
     keep_index_versions: int = Field(3, ge=2)
     seed: int = 0  # ALS and graph-filter initialisation, the ranker's sample of training users
-    heavy_user_items: int = Field(10, ge=1)  # evaluation segments: this many engaged items is "heavy", fewer "light"
+    heavy_user_items: int = Field(10, ge=1)  # user segments (features/segments.py), offline and in feeds: "heavy" from this many engaged items
     covisit_neighbours: int = Field(20, ge=1)  # co-visited items published per item
     graph_candidates: int = Field(100, ge=1)  # graph-filter candidates published per user
     content_signals: Literal["extracted", "truth_tags", "none"] = "extracted"  # ablations: see default.yaml

@@ -447,7 +447,7 @@ EVALUATION_RUNS = TableSpec(OPS, "evaluation_runs", (
     _c("run_id", "string", True),
     _c("surface", "string", True, choices=SURFACES),
     _c("model", "string", True, "ranker, a candidate source alone, or popularity"),
-    _c("segment", "string", True, "all | cold | light | heavy"),
+    _c("segment", "string", True, "all | new | searcher | light | heavy (features/segments.py)"),
     _c("metric", "string", True, "recall@K, ndcg@K, coverage@K, novelty@K"),
     _c("value", "double", True),
     _c("users", "int", True),

@@ -1,9 +1,11 @@
 """What the feed knows about a user with little or no history, and which interests drive their candidates.
 
-Three segments: ``warm`` users have published history (CF vectors, engaged topics); ``searcher``
-users have none but searched for something, so their interest tags and search words alone find
-candidates (BM25 and tag matches; the words also when the taxonomy names nothing they searched for); ``new`` users have nothing and get a broad popular/trending (and, on the map, nearby)
-feed that the diversity rules spread over topics. Search tags reach the user context through the
+Segments are the evaluation's (:mod:`hybridrec.features.segments`): ``heavy`` and ``light`` users have
+history (published engaged items, a CF vector with activity, or engagement the stream saw since);
+``searcher`` users have none but searched for something, so their interest tags and search words alone
+find candidates (BM25 and tag matches; the words also when the taxonomy names nothing they searched
+for); ``new`` users have nothing and get a broad popular/trending (and, on the map, nearby) feed that
+the diversity rules spread over topics. Search tags reach the user context through the
 streaming query tagger (:class:`hybridrec.models.extraction.QueryTagger`), which keeps only
 interest queries: a utility query (exchange rate, weather, visa) never becomes an interest.
 """
@@ -14,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hybridrec.features.ranking import UserProfile
+from hybridrec.features.segments import user_segment
 
 
 def search_interests(context: Mapping[str, Any] | None) -> dict[str, float]:
@@ -40,8 +43,9 @@ def interest_tags(profile: UserProfile, context: Mapping[str, Any] | None, limit
 
 
 def segment(profile: UserProfile, has_cf_vector: bool, tags: Mapping[str, float],
-            context: Mapping[str, Any] | None, keywords: tuple[str, ...] = ()) -> str:
+            context: Mapping[str, Any] | None, keywords: tuple[str, ...], heavy_items: int) -> str:
+    """The user's segment by the evaluation's rule: published engaged items count; history the published
+    count misses (a CF vector with activity, engagement the stream saw since) makes the user at least light."""
     engaged = bool((context or {}).get("engaged"))
-    if profile.items > 0 or has_cf_vector and profile.activity > 0 or engaged:
-        return "warm"
-    return "searcher" if tags or keywords else "new"
+    items = profile.items or int(has_cf_vector and profile.activity > 0 or engaged)
+    return user_segment(items, bool(tags or keywords), heavy_items)

@@ -34,6 +34,9 @@ class ServingMetrics:
                                   ["surface", "source"], registry=self.registry)
         self.rule_removals = Counter("hybridrec_feed_rule_removals", "Candidates removed by a rule",
                                      ["rule"], registry=self.registry)
+        self.segments = Counter("hybridrec_feed_segments", "Personalised feeds by surface and user segment "
+                                "(features/segments.py: the offline evaluation's segments)",
+                                ["surface", "segment"], registry=self.registry)
         self.degraded = Counter("hybridrec_feed_degraded_responses", "Feeds answered from the local fallback",
                                 ["surface", "reason"], registry=self.registry)
         self.responses = Counter("hybridrec_responses", "Responses by route and status", ["route", "status"],

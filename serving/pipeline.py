@@ -184,8 +184,9 @@ class FeedPipeline:
             interest_tags=tags, interest_keywords=keywords, graph=tuple((g["item_id"], float(g["score"])) for g in (user_doc or {}).get("graph_candidates", ())),
             covisit_seeds=tuple(seeds[: self.cfg.covisit_seed_items]), location=location,
             radius_km=query.radius_km or self.cfg.default_radius_km, item_filter=region_filter)
-        return UserState(profile, context, request, cold_start.segment(profile, bool(cf_vector), tags, context, keywords),
-                         cold_start.search_interests(context))
+        segment = cold_start.segment(profile, bool(cf_vector), tags, context, keywords,
+                                     self.settings.retrain.heavy_user_items)
+        return UserState(profile, context, request, segment, cold_start.search_interests(context))
 
     def _rank(self, query: FeedQuery, state: UserState, candidates: Candidates, model: ServedModel,
               variant: ExperimentVariant) -> list[tuple[str, float]]:
@@ -219,6 +220,7 @@ class FeedPipeline:
     def _respond(self, query: FeedQuery, state: UserState, candidates: Candidates, scores: dict[str, float],
                  picked: list[str], model: ServedModel, variant: ExperimentVariant) -> dict[str, Any]:
         self.metrics.feeds.labels(query.surface, variant.name, "false").inc()
+        self.metrics.segments.labels(query.surface, state.segment).inc()
         liked = dict(state.profile.topic_affinity)
         items = []
         for position, item_id in enumerate(picked, start=1):

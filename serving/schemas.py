@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hybridrec.features.segments import SEGMENTS
+
 Surface = Literal["place", "clip"]
 
 
@@ -43,7 +45,7 @@ class FeedItem(_Body):
 class FeedResponse(_Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "request_id": "5f0c3a9e2b7d4c1e8a6f9b0d2c4e6a8b", "user_id": "u7c1f9e2a4b6d8c0e", "surface": "clip",
-        "run_id": "20261128T020000-3f2a", "experiment_variant": "control", "segment": "warm", "degraded": False,
+        "run_id": "20261128T020000-3f2a", "experiment_variant": "control", "segment": "light", "degraded": False,
         "sources_answered": {"als": 50, "content": 50, "popular": 150},
         "sources_missing": ["graph", "covisit", "geo"],
         "items": [{"item_id": "c00412", "position": 1, "score": 0.8731, "sources": ["als", "content"],
@@ -55,7 +57,8 @@ class FeedResponse(_Body):
     surface: Surface
     run_id: str | None = Field(description="the retrain run whose index and ranker answered (or made the fallback)")
     experiment_variant: str
-    segment: str = Field(description="warm, searcher, new; unknown when degraded")
+    segment: str = Field(description=f"{', '.join(SEGMENTS)} (the offline evaluation's segments: heavy from "
+                                     "retrain.heavy_user_items engaged items); unknown when degraded")
     degraded: bool = Field(description="true: the fallback list answered, not the personalised pipeline")
     degraded_reason: str | None = Field(None, description="why the feed is degraded (only when it is)")
     sources_answered: dict[str, int]

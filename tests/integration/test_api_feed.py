@@ -115,7 +115,9 @@ def other_user(settings, warm_user) -> str:
 @pytest.mark.parametrize("surface", SURFACES)
 def test_warm_user_gets_a_ranked_personalised_feed(client, world, warm_user, surface):
     body = _feed(client, warm_user, surface)
-    assert body["degraded"] is False and body["segment"] == "warm"
+    assert body["degraded"] is False and body["segment"] in ("light", "heavy")  # features/segments.py
+    counted = f'hybridrec_feed_segments_total{{segment="{body["segment"]}",surface="{surface}"}}'
+    assert counted in client.get("/metrics").text
     assert body["run_id"] == world[1] and body["experiment_variant"] == _arm(world[0], warm_user)
     items = body["items"]  # a heavy user of a 200-place world has seen much of it: caps may leave fewer than 20
     assert 5 <= len(items) <= 20 and [i["position"] for i in items] == list(range(1, len(items) + 1))
@@ -409,6 +411,7 @@ def test_reasons_name_a_users_searches_and_likes_only_to_that_user(client, setti
         "updated_at_ms": int(time.time() * 1000)}))
     for user, personal in ((warm_user, "because you liked"), (searcher, "searched for")):
         own = _feed(client, user, "place", headers={**KEY, **_claim(user)})
+        assert (own["segment"] == "searcher") == (user == searcher)  # features/segments.py
         assert any(personal in i["reason"] for i in own["items"]), (user, [i["reason"] for i in own["items"]])
         for headers in (KEY, {**KEY, **_claim(other_user)}):
             told = [i["reason"] for i in _feed(client, user, "place", headers=headers)["items"]]

@@ -7,7 +7,7 @@ import pytest
 from hybridrec.batch.publish import rollback
 from hybridrec.registry import run_history
 from hybridrec.batch.retrain import retrain_job
-from hybridrec.contract import EVALUATION_RUNS
+from hybridrec.contract import EVALUATION_RUNS, EVENTS
 from hybridrec.fallback import fallback_path
 from hybridrec.features.documents import items_alias, users_alias
 from hybridrec.lake import Lake
@@ -55,7 +55,6 @@ def test_run_is_registered_with_inputs_metrics_and_evaluation(settings, first_ru
     assert (first_run["run_dir"] / "ranker-clip.txt").exists()
 
 
-
 def test_the_run_chose_its_cf_parameters_on_its_own_data_and_recorded_the_trials(settings, first_run):
     files = json.loads(run_history(Lake(settings)).iloc[0]["model_files"])
     chosen = json.loads(open(files["selection"]).read())
@@ -65,6 +64,20 @@ def test_the_run_chose_its_cf_parameters_on_its_own_data_and_recorded_the_trials
         assert all(1 <= len(f["trials"]) <= settings.retrain.selection.trials for f in families.values())
         assert first_run["results"][surface].als.factors == families["als"]["params"]["factors"]
         assert first_run["results"][surface].graph.ideal_rank == families["graph"]["params"]["ideal_rank"]
+
+
+def test_the_published_run_is_refit_on_the_label_window(settings, first_run):
+    """The label window chose and scored the ranker; what is published also knows its events: a click
+    of those days is in the user's published seen set (it was not in the matrix the ranker learned from)."""
+    split, matrix = first_run["split"], first_run["interactions"]
+    events = Lake(settings).scan(EVENTS, columns=("user_id", "item_id", "surface", "event_type", "ts")).to_pandas()
+    clicks = events[(events["ts"] >= split.label_start) & (events["event_type"] == "click")
+                    & (events["surface"] == "clip")][["user_id", "item_id"]]
+    new = clicks.merge(matrix[["user_id", "item_id"]], how="left", indicator=True)
+    user_id, item_id = new[new["_merge"] == "left_only"].iloc[0][["user_id", "item_id"]]
+    store = SearchStore(settings)
+    doc = store.get_many(store.alias_name(users_alias("clip")), [user_id])[user_id]
+    assert item_id in doc["seen"] and first_run["refit_interaction_rows"] > first_run["interaction_rows"]
 
 
 def test_failed_run_never_swaps_and_a_good_run_can_be_rolled_back(settings, first_run):

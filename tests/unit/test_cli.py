@@ -115,6 +115,8 @@ def test_the_broken_setting_is_named():
     (["bench", "streaming", "--rate", "abc"], "invalid float value: 'abc'"),
     (["bench", "gowalla", "--data-dir", "/nonexistent"], "no train.txt or test.txt"),
     (["bench", "gowalla", "--set", "oops"], "--set expects MODEL.PARAM=VALUE"),
+    (["bench", "retrain", "--bootstrap-samples", "10"], "10 is not in the range x>=100"),
+    (["bench", "--results-dir", __file__, "retrain"], "is a file, not a folder"),
     (["bench", "--results-dir", __file__, "synthetic"], "is a file, not a folder"),
     (["bench", "--results-dir", __file__, "gowalla"], "is a file, not a folder"),
     (["no-such-verb"], "No such command 'no-such-verb'"),

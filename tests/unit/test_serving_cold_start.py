@@ -14,8 +14,8 @@ CONTEXT = {"search_tags": [], "search_keywords": [{"keyword": "frieren season 2"
 def test_search_words_make_a_searcher_and_a_bm25_query():
     keywords = cold_start.search_keywords(CONTEXT, limit=5)
     assert keywords == ("frieren season 2", "장송의 프리렌")  # heaviest first, none of zero weight
-    assert cold_start.segment(UserProfile("u1"), False, {}, CONTEXT, keywords) == "searcher"
-    assert cold_start.segment(UserProfile("u1"), False, {}, CONTEXT) == "new"
+    assert cold_start.segment(UserProfile("u1"), False, {}, CONTEXT, keywords, heavy_items=10) == "searcher"
+    assert cold_start.segment(UserProfile("u1"), False, {}, CONTEXT, (), heavy_items=10) == "new"
     request = CandidateRequest(user_id="u1", surface="clip", index="items", depth=10, exclude=frozenset(),
                                interest_keywords=keywords)
     query = build_queries(request, labels={})["keyword"]["query"]["bool"]["should"]
