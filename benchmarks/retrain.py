@@ -49,7 +49,7 @@ def run_benchmark(settings: Settings, bootstrap_samples: int = 1000) -> dict[str
     load_at_start = os.getloadavg()
     k = settings.retrain.eval_k
     with tempfile.TemporaryDirectory(prefix="hybridrec-bench-retrain-") as root:
-        world = _own_lake(settings, Path(root))
+        world = own_lake(settings, Path(root))
         generate_world_job(world)
         lake, run = Lake(world), new_run(world, "bench-retrain")
         prepared = label_window_interactions(world, lake, run)
@@ -84,7 +84,7 @@ def run_benchmark(settings: Settings, bootstrap_samples: int = 1000) -> dict[str
     return metrics
 
 
-def _own_lake(settings: Settings, root: Path) -> Settings:
+def own_lake(settings: Settings, root: Path) -> Settings:
     """The same settings with lake and model files under ``root``: the bench never touches the project's lake."""
     lake = settings.lake.model_copy(update={"kind": "sql", "uri": f"sqlite:///{root / 'catalog.db'}",
                                             "warehouse": (root / "warehouse").as_uri()})

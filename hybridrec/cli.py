@@ -409,6 +409,15 @@ def bench_retrain(ctx: click.Context, bootstrap_samples: int) -> None:
     _print_json(_benchmark("retrain").run_benchmark(_settings(ctx), bootstrap_samples))
 
 
+@bench.command("content")
+@click.option("--bootstrap-samples", type=click.IntRange(min=100), default=1000, show_default=True,
+              help="Bootstrap draws of the held-out users for the paired intervals.")
+@click.pass_context
+def bench_content(ctx: click.Context, bootstrap_samples: int) -> None:
+    """The ranker with no content, extracted content and the truth tags, on a fresh world with extraction."""
+    _print_json(_benchmark("content").run_benchmark(_settings(ctx), bootstrap_samples))
+
+
 @bench.command("report")
 @click.option("--check", is_flag=True, help="Only say whether the README's generated tables match the results "
                                             "files (exit 1 when not); change nothing.")
