@@ -33,7 +33,7 @@ from hybridrec.batch.extract import extract_job
 from hybridrec.batch.jobs import generate_world_job
 from hybridrec.batch.retrain import label_window_interactions, train_surfaces, user_segments
 from hybridrec.bench.retrain import own_lake
-from hybridrec.benchmarks import write_result
+from hybridrec.benchmarks import code_state, write_result
 from hybridrec.config import Settings
 from hybridrec.features.segments import SEGMENTS as USER_SEGMENTS
 from hybridrec.lake import Lake
@@ -50,7 +50,7 @@ LEVEL = 0.95
 
 
 def run_benchmark(settings: Settings, bootstrap_samples: int = 1000) -> dict[str, Any]:
-    load_at_start = os.getloadavg()
+    load_at_start, code_at_start = os.getloadavg(), code_state()
     k = settings.retrain.eval_k
     retrain = settings.retrain.model_copy(update={"selection": settings.retrain.selection.model_copy(
         update={"enabled": False})})
@@ -87,7 +87,7 @@ def run_benchmark(settings: Settings, bootstrap_samples: int = 1000) -> dict[str
     dataset = (f"synthetic seed={cfg.seed} users={cfg.n_users} places={cfg.n_places} clips={cfg.n_clips} "
                f"events={cfg.n_events} days={cfg.n_days} taste_weight={cfg.taste_weight}, generated afresh")
     path = write_result("content-ablation", "content_ablation", dataset, "hybridrec bench content", metrics,
-                        settings=settings, load_at_start=load_at_start)
+                        settings=settings, load_at_start=load_at_start, code_at_start=code_at_start)
     log.info("wrote %s", path)
     return metrics
 

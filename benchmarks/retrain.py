@@ -31,7 +31,7 @@ import pandas as pd
 
 from hybridrec.batch.jobs import generate_world_job
 from hybridrec.batch.retrain import evaluated_lists, label_window_interactions, train_surfaces, user_segments
-from hybridrec.benchmarks import write_result
+from hybridrec.benchmarks import code_state, write_result
 from hybridrec.config import Settings
 from hybridrec.features.segments import SEGMENTS as USER_SEGMENTS
 from hybridrec.lake import Lake
@@ -46,7 +46,7 @@ LEVEL = 0.95
 
 
 def run_benchmark(settings: Settings, bootstrap_samples: int = 1000) -> dict[str, Any]:
-    load_at_start = os.getloadavg()
+    load_at_start, code_at_start = os.getloadavg(), code_state()
     k = settings.retrain.eval_k
     with tempfile.TemporaryDirectory(prefix="hybridrec-bench-retrain-") as root:
         world = own_lake(settings, Path(root))
@@ -79,7 +79,7 @@ def run_benchmark(settings: Settings, bootstrap_samples: int = 1000) -> dict[str
     dataset = (f"synthetic seed={cfg.seed} users={cfg.n_users} places={cfg.n_places} clips={cfg.n_clips} "
                f"events={cfg.n_events} days={cfg.n_days}, generated afresh; label_days={settings.retrain.label_days}")
     path = write_result("retrain-synthetic", "retrain", dataset, "hybridrec bench retrain", metrics,
-                        settings=settings, load_at_start=load_at_start)
+                        settings=settings, load_at_start=load_at_start, code_at_start=code_at_start)
     log.info("wrote %s", path)
     return metrics
 

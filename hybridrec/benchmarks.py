@@ -67,11 +67,18 @@ def _git(*args: str) -> str:
         return ""
 
 
-def provenance(settings: Settings | None = None, load_at_start: tuple[float, ...] | None = None) -> dict[str, Any]:
+def code_state() -> dict[str, Any]:
+    """The checkout's commit and whether it had uncommitted changes: taken when a long benchmark starts, since
+    the checkout may move on before it ends."""
+    return {"git_commit": _git("rev-parse", "HEAD") or None,
+            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def provenance(settings: Settings | None = None, load_at_start: tuple[float, ...] | None = None,
+               code_at_start: dict[str, Any] | None = None) -> dict[str, Any]:
     """Where, when and from what a figure was measured: read at run time, never written as a literal."""
     return {
-        "git_commit": _git("rev-parse", "HEAD") or None,
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        **(code_at_start or code_state()),
         "config_hash": settings.config_hash() if settings is not None else None,
         "cpu_model": _cpu_model(),
         "load_average_start": [round(x, 2) for x in load_at_start] if load_at_start else None,
@@ -80,7 +87,8 @@ def provenance(settings: Settings | None = None, load_at_start: tuple[float, ...
 
 
 def write_result(file_stem: str, benchmark: str, dataset: str, command: str, metrics: dict[str, Any],
-                 settings: Settings | None = None, load_at_start: tuple[float, ...] | None = None) -> Path:
+                 settings: Settings | None = None, load_at_start: tuple[float, ...] | None = None,
+                 code_at_start: dict[str, Any] | None = None) -> Path:
     """Write ``metrics`` with provenance to ``<results_dir()>/<file_stem>.json``; returns the path."""
     directory = results_dir()
     directory.mkdir(parents=True, exist_ok=True)
@@ -90,7 +98,7 @@ def write_result(file_stem: str, benchmark: str, dataset: str, command: str, met
         "command": command,
         "machine": machine_description(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "provenance": provenance(settings, load_at_start),
+        "provenance": provenance(settings, load_at_start, code_at_start),
         **metrics,
     }
     path = directory / f"{file_stem}.json"
