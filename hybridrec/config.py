@@ -154,7 +154,14 @@ class InfraSettings(_Section):
     """
 
     topology: Literal["single", "cluster"] = "single"
-    cluster: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    cluster: dict[str, dict[str, Any]] = Field(default_factory=lambda: {
+        "kafka": {"nodes": 3, "port": 19092, "controller_port": 19192, "heap_mb": 384, "partitions": 12,
+                  "replication_factor": 3, "min_insync_replicas": 2},
+        "opensearch": {"nodes": 3, "port": 19200, "transport_port": 19300, "heap_mb": 512, "replicas": 1},
+        "spark": {"master": "spark://127.0.0.1:17077", "driver_memory": "1g",
+                  "extra_conf": {"spark.executor.memory": "1g"}},
+        "lake": {"uri": "postgresql+psycopg2://hybridrec@127.0.0.1:15432/iceberg"},
+    })
     spark_standalone: SparkStandaloneSettings = SparkStandaloneSettings()
     postgres: PostgresSettings = PostgresSettings()
 

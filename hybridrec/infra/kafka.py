@@ -130,15 +130,20 @@ class KafkaService(ProcessService):
         broker = Artifact("org.apache.kafka", f"kafka_{k.scala}", k.version)
         fetch_with_dependencies([broker, *LOGGING_JARS], self.libs_dir, self.install_log)
         self.server_properties.parent.mkdir(parents=True, exist_ok=True)
+        self.server_properties.write_text(self.server_config())
+        self.log4j_properties.write_text(render_template("kafka-log4j.properties"))
+        self._format_storage()
+
+    def server_config(self) -> str:
+        """This node's server.properties: its id and listeners, the whole quorum, the topics' replication."""
+        k = self.settings.kafka
         port, controller_port = self.ports
         voters = ",".join(f"{i + 1}@{k.host}:{cport}" for i, (_, cport) in enumerate(k.node_ports))
-        self.server_properties.write_text(render_template(
+        return render_template(
             "kafka-server.properties", node_id=self.node + 1, voters=voters, host=k.host, port=port,
             controller_port=controller_port, log_dirs=self.data_dir, partitions=k.partitions,
             retention_hours=k.retention_hours, replication_factor=k.replication_factor,
-            min_insync_replicas=k.min_insync_replicas))
-        self.log4j_properties.write_text(render_template("kafka-log4j.properties"))
-        self._format_storage()
+            min_insync_replicas=k.min_insync_replicas)
 
     def _format_storage(self) -> None:
         """KRaft needs its log dir stamped with a cluster id once; later starts reuse it."""

@@ -109,10 +109,7 @@ class OpenSearchService(ProcessService):
             marker.write_text(recipe)
         if self.clustered:
             self._copy_config()
-        http_port, transport_port = self.ports
-        (self.config_dir / "opensearch.yml").write_text(render_template(
-            "opensearch.yml", node_name=node_name(self.node), discovery=self._discovery(), host=cfg.host,
-            http_port=http_port, transport_port=transport_port, data_dir=self.data_dir, logs_dir=self.server_logs_dir))
+        (self.config_dir / "opensearch.yml").write_text(self.node_config())
         if self.clustered and user is not None:
             chown_tree(self.config_dir, user)
         for folder in (self.data_dir, self.server_logs_dir):
@@ -120,6 +117,14 @@ class OpenSearchService(ProcessService):
                 folder.mkdir(parents=True)
                 if user is not None:
                     chown_tree(folder, user)
+
+    def node_config(self) -> str:
+        """This node's opensearch.yml: its name and ports, and how it finds the others (or that there are none)."""
+        http_port, transport_port = self.ports
+        return render_template(
+            "opensearch.yml", node_name=node_name(self.node), discovery=self._discovery(),
+            host=self.settings.opensearch.host, http_port=http_port, transport_port=transport_port,
+            data_dir=self.data_dir, logs_dir=self.server_logs_dir)
 
     def _discovery(self) -> str:
         if not self.clustered:
