@@ -273,6 +273,7 @@ class ProcessService(ABC):
         self.log_file = self.logs_dir / f"{self.name}.log"
         self.install_log = self.logs_dir / f"{self.name}-install.log"
         self.pid_file = self.root / "run" / f"{self.name}.pid"
+        self._started_pid: int | None = None
 
     @property
     @abstractmethod
@@ -341,7 +342,9 @@ class ProcessService(ABC):
         require_loopback(self.host)
         pid = self._own_pid()
         if pid is not None:
-            log.info("%s already running (pid %d)", self.name, pid)
+            if pid != self._started_pid:  # said once, not again when `up` follows this call's own start
+                log.info("%s already running (pid %d)", self.name, pid)
+            self._started_pid = pid
             return pid
         self._check_ports_free()
         java_home()  # fail on a missing JDK before downloading anything
@@ -355,6 +358,7 @@ class ProcessService(ABC):
         pid = spawn_detached(self.launch(), self.log_file)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.write_text(f"{pid}\n")
+        self._started_pid = pid
         log.info("started %s (pid %d) on %s:%s; waiting for health (log: %s)",
                  self.name, pid, self.host, self.ports[0], self.log_file)
         return pid

@@ -6,92 +6,38 @@ indices are published with a replica on another node. Everything it started is d
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
-import time
-from pathlib import Path
 
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
 from hybridrec.batch.interactions import TimeSplit, last_event_day, write_interactions
 from hybridrec.batch.jobs import spark_event_summary
-from hybridrec.config import SyntheticSettings, load_settings
 from hybridrec.contract import EVENTS, INTERACTIONS, SEARCH_QUERIES
 from hybridrec.infra import manager
-from hybridrec.infra.kafka import ensure_topics
 from hybridrec.infra.opensearch import http_json
 from hybridrec.infra.spark_standalone import master_state
 from hybridrec.lake import Lake
 from hybridrec.runinfo import new_run
 from hybridrec.spark import spark_job
 from hybridrec.streaming.replay import replay
-from hybridrec.streaming.sandbox import record_synthetic_world, sandbox_env
 from hybridrec.streaming.sink import committed_offsets
 from tests.integration.streaming_support import (
-    StreamWorld, bus_for, publish_vectors, start, stop, tear_down, wait_for,
+    bus_for, make_cluster_world, publish_vectors, start, stop, tear_down, wait_for,
 )
 
 pytestmark = pytest.mark.integration
 
-CLUSTER_ENV = {"HYBRIDREC__INFRA__TOPOLOGY": "cluster"}
 READY = "continuing where the lake stands"  # logged once a sink has its partitions and offsets
-
-
-def _service_rss_mb(statuses) -> float:
-    total_kb = 0
-    for status in statuses:
-        if status.pid is not None:
-            for line in Path(f"/proc/{status.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-    return total_kb / 1024
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """Settings of the cluster topology with every node up; stopped again unless it was already running."""
-    settings = load_settings(environ={**os.environ, **CLUSTER_ENV})
-    already_running = all(s.running for s in manager.status(settings))
-    started = time.monotonic()
-    try:
-        statuses = manager.up(settings)
-    except Exception:
-        if not already_running:
-            manager.down(settings)
-        raise
-    print(f"\ncluster up in {time.monotonic() - started:.0f}s, services' RSS {_service_rss_mb(statuses):.0f} MB")
-    yield settings
-    if not already_running:
-        manager.down(settings)
-        assert not any(s.running for s in manager.status(settings)), "a cluster process survived `infra down`"
 
 
 @pytest.fixture(scope="module")
 def world(cluster, tmp_path_factory):
-    """A streaming sandbox whose lake is a catalog of its own on the cluster's PostgreSQL server."""
-    root = tmp_path_factory.mktemp("cluster-world")
-    name = f"test-cluster-{secrets.token_hex(3)}"
-    env = {**sandbox_env(root, name), **CLUSTER_ENV, "HYBRIDREC__LAKE__CATALOG_NAME": f"t_{name[-6:]}",
-           "HYBRIDREC__RETRAIN__LABEL_DAYS": "1"}
-    del env["HYBRIDREC__LAKE__URI"]  # the topology's: postgresql on the cluster's server
-    settings = load_settings(environ={**os.environ, **env})
-    assert settings.catalog_uri == cluster.catalog_uri
-    ensure_topics(settings)
-    cfg = SyntheticSettings(seed=11, n_users=300, n_places=120, n_clips=300, n_events=4000, n_days=2)
-    world = StreamWorld(settings, env, record_synthetic_world(settings, cfg))
+    world = make_cluster_world(tmp_path_factory.mktemp("cluster-world"), "cluster", n_events=4000,
+                               retrain__label_days=1)
+    assert world.settings.catalog_uri == cluster.catalog_uri
     yield world
     tear_down(world)
-    _drop_catalog(Lake(settings))
-
-
-def _drop_catalog(lake: Lake) -> None:
-    """The world's catalog entries on the shared server (its warehouse is a temporary folder)."""
-    for namespace in lake.catalog.list_namespaces():
-        for identifier in lake.catalog.list_tables(namespace):
-            lake.catalog.drop_table(identifier)
-        lake.catalog.drop_namespace(namespace)
 
 
 def test_every_engine_runs_its_configured_nodes(cluster):
