@@ -4,7 +4,7 @@ Services are built from the settings by the factories in ``REGISTRY``; other mod
 with :func:`register` (e.g. an install-only service that puts Spark's Iceberg jars in place).
 A factory gives one service or a group of them (the nodes of one cluster): `up` starts a group's
 processes all at once and then waits for each, group after group, and stops at the first failure;
-`down` stops them in reverse order. ``infra.topology`` is read here and nowhere else outside the
+`down` stops the groups in reverse order, each group's nodes at once. ``infra.topology`` is read here and nowhere else outside the
 config: the cluster topology adds a PostgreSQL catalog server and a Spark standalone cluster.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from hybridrec.config import Settings
 from hybridrec.infra.kafka import kafka_nodes
@@ -83,6 +84,11 @@ def status(settings: Settings) -> list[ServiceStatus]:
 
 def down(settings: Settings) -> list[ServiceStatus]:
     """Stop what `up` started (found by pid files); data and installs stay for the next `up`."""
+    stopped: list[ServiceStatus] = []
     with services_lock(settings):
-        stopped = [service.down() for service in reversed(build_services(settings))]
-    return stopped[::-1]
+        for group in reversed(build_groups(settings)):
+            # A group's nodes stop together: stopped one by one, the last Kafka node would wait for a
+            # controller quorum that has already gone before it shuts down.
+            with ThreadPoolExecutor(max_workers=len(group)) as pool:
+                stopped = list(pool.map(lambda service: service.down(), group)) + stopped
+    return stopped

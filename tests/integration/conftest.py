@@ -64,7 +64,8 @@ def cluster():
     yield settings
     if not already_running:
         manager.down(settings)
-        assert not any(s.running for s in manager.status(settings)), "a cluster process survived `infra down`"
+        survivors = [s.name for s in manager.status(settings) if s.pid is not None]
+        assert not survivors, f"cluster processes survived `infra down`: {survivors}"
 
 
 SMALL_WORLD = {"SYNTHETIC__N_USERS": "600", "SYNTHETIC__N_PLACES": "200", "SYNTHETIC__N_CLIPS": "600",
