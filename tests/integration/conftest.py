@@ -48,9 +48,10 @@ def _service_rss_mb(statuses) -> float:
     return total_kb / 1024
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster():
-    """Settings of the cluster topology with every node up; stopped again unless it was already running."""
+    """Settings of the cluster topology with every node up; stopped again after the module unless it was
+    already running (per module, so its ten processes do not idle beside the rest of the suite)."""
     settings = load_settings(environ={**os.environ, **CLUSTER_ENV})
     already_running = all(s.running for s in manager.status(settings))
     started = time.monotonic()
