@@ -4,8 +4,9 @@ Services are built from the settings by the factories in ``REGISTRY``; other mod
 with :func:`register` (e.g. an install-only service that puts Spark's Iceberg jars in place).
 A factory gives one service or a group of them (the nodes of one cluster): `up` starts a group's
 processes all at once and then waits for each, group after group, and stops at the first failure;
-`down` stops the groups in reverse order, each group's nodes at once. ``infra.topology`` is read here and nowhere else outside the
-config: the cluster topology adds a PostgreSQL catalog server and a Spark standalone cluster.
+`down` stops the groups in reverse order, each group's nodes at once. ``infra.topology`` is read here
+and nowhere else outside the config: the cluster topology adds a PostgreSQL catalog server and a
+Spark standalone cluster.
 """
 
 from __future__ import annotations

@@ -93,7 +93,8 @@ class PostgresService(ProcessService):
         for deb in sorted(debs.glob("*.deb")):
             self._run(["dpkg", "-x", str(deb), str(self._unpacked_root)], None)
         if not (self.install_dir / "bin" / "postgres").exists():
-            raise ServiceError(f"postgres: no server binary in {self.install_dir} after unpacking; log {self.install_log}")
+            raise ServiceError(f"postgres: no server binary in {self.install_dir} after unpacking; "
+                               f"log {self.install_log}")
 
     def _run(self, argv: list[str], user: str | None, cwd: Path | None = None) -> None:
         user_args = {}

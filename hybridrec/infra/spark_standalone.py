@@ -24,7 +24,8 @@ def spark_home() -> Path:
 def master_address(settings: Settings) -> tuple[str, int]:
     parsed = urlparse(settings.spark.master)
     if parsed.scheme != "spark" or parsed.hostname is None or parsed.port is None:
-        raise ServiceError(f"spark.master must be spark://HOST:PORT for a standalone cluster, got {settings.spark.master!r}")
+        raise ServiceError(f"spark.master must be spark://HOST:PORT for a standalone cluster, "
+                           f"got {settings.spark.master!r}")
     return parsed.hostname, parsed.port
 
 
