@@ -87,7 +87,8 @@ def test_a_broker_killed_mid_replay_loses_and_doubles_nothing(world, cluster, tm
     assert committed_offsets(lake.table(EVENTS))[k.events_topic] == {tp.partition: o for tp, o in ends.items()}
 
     topics = [k.events_topic, k.queries_topic]
-    assert _under_replicated(world.settings, topics), "with a broker down, some replicas must be out of sync"
+    wait_for(lambda: _under_replicated(world.settings, topics), timeout_s=60,
+             what="the dead broker to leave the in-sync replicas")
     manager.up(cluster)  # restarts the dead node only; the others are left running
     wait_for(lambda: not _under_replicated(world.settings, topics), timeout_s=120,
              what="the restarted broker to catch up with every partition")
