@@ -38,10 +38,11 @@ def world(cluster, tmp_path):
     tear_down(world)
 
 
-def _under_replicated(settings, topics: list[str]) -> list[tuple[str, int]]:
+def _under_replicated(settings, topics: list[str]) -> list[int]:
+    """Partitions of ``topics`` with fewer in-sync replicas than configured."""
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap, client_id="test-drill")
     try:
-        return [(t["topic"], p["partition_index"]) for t in admin.describe_topics(topics) for p in t["partitions"]
+        return [p["partition_index"] for t in admin.describe_topics(topics) for p in t["partitions"]
                 if len(p["isr_nodes"]) < settings.kafka.replication_factor]
     finally:
         admin.close()
