@@ -47,15 +47,31 @@ class KafkaSettings(_Section):
     port: int = Field(9092, ge=1, le=65535)
     controller_port: int = Field(9093, ge=1, le=65535)
     heap_mb: int = Field(512, ge=128)
+    nodes: int = Field(1, ge=1)  # KRaft processes, each broker and controller; node i listens on port + i
     partitions: int = Field(4, ge=1)
+    replication_factor: int = Field(1, ge=1)  # of every topic, internal ones included
+    min_insync_replicas: int = Field(1, ge=1)  # replicas an acks=all write must reach
     retention_hours: int = Field(168, ge=1)
     events_topic: str = "hybridrec.events"
     queries_topic: str = "hybridrec.search-queries"
     dead_letter_topic: str = "hybridrec.dead-letter"
 
     @property
+    def node_ports(self) -> list[tuple[int, int]]:
+        """(broker, controller) port of each node."""
+        return [(self.port + i, self.controller_port + i) for i in range(self.nodes)]
+
+    @property
     def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
+        """Every node, so a client still finds the cluster while one of them is down."""
+        return ",".join(f"{self.host}:{port}" for port, _ in self.node_ports)
+
+    @model_validator(mode="after")
+    def _replication_fits(self) -> "KafkaSettings":
+        if not self.min_insync_replicas <= self.replication_factor <= self.nodes:
+            raise ValueError(f"kafka needs min_insync_replicas <= replication_factor <= nodes, got "
+                             f"{self.min_insync_replicas}, {self.replication_factor}, {self.nodes}")
+        return self
 
 
 class OpenSearchSettings(_Section):
@@ -65,6 +81,7 @@ class OpenSearchSettings(_Section):
     port: int = Field(9200, ge=1, le=65535)
     transport_port: int = Field(9300, ge=1, le=65535)
     heap_mb: int = Field(1024, ge=256)
+    nodes: int = Field(1, ge=1)  # one cluster; node i listens on port + i and transport_port + i
     index_prefix: str = "hybridrec"
     shards: int = Field(1, ge=1)
     replicas: int = Field(0, ge=0)
@@ -75,8 +92,25 @@ class OpenSearchSettings(_Section):
     retry_backoff_s: float = Field(0.5, ge=0)  # ... after this long, doubling each time
 
     @property
+    def node_ports(self) -> list[tuple[int, int]]:
+        """(HTTP, transport) port of each node."""
+        return [(self.port + i, self.transport_port + i) for i in range(self.nodes)]
+
+    @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def urls(self) -> list[str]:
+        """Every node's HTTP address: what clients spread their requests over (and fail over between)."""
+        return [f"http://{self.host}:{port}" for port, _ in self.node_ports]
+
+    @model_validator(mode="after")
+    def _replicas_fit(self) -> "OpenSearchSettings":
+        if self.replicas >= self.nodes:
+            raise ValueError(f"opensearch.replicas ({self.replicas}) needs more nodes than {self.nodes}: "
+                             "a replica never shares a node with its primary")
+        return self
 
 
 class SparkSettings(_Section):
@@ -89,6 +123,47 @@ class SparkSettings(_Section):
     sqlite_jdbc_version: str = "3.50.3.0"
     postgres_jdbc_version: str = "42.7.7"
     extra_conf: dict[str, str] = Field(default_factory=dict)
+
+
+class SparkStandaloneSettings(_Section):
+    """The standalone master and workers `infra up` starts in the cluster topology (spark.master names the master)."""
+
+    workers: int = Field(2, ge=1)
+    master_webui_port: int = Field(18080, ge=1, le=65535)
+    worker_port: int = Field(17078, ge=1, le=65535)  # worker i: worker_port + i, its web UI worker_webui_port + i
+    worker_webui_port: int = Field(18081, ge=1, le=65535)
+    worker_cores: int = Field(1, ge=1)
+    worker_memory: str = "1536m"  # what executors on one worker may take in all
+    daemon_heap_mb: int = Field(256, ge=64)  # heap of the master and worker daemons themselves
+
+
+class PostgresSettings(_Section):
+    """The PostgreSQL server `infra up` runs for the catalog in the cluster topology (lake.uri names it)."""
+
+    version: int = Field(15, ge=10)  # Debian's postgresql-<version>: the machine's, else unpacked from the package
+    shared_buffers_mb: int = Field(128, ge=16)
+    max_connections: int = Field(100, ge=10)
+
+
+class InfraSettings(_Section):
+    """What `hybridrec infra` runs: one node per engine, or clusters of them on loopback.
+
+    ``cluster`` holds settings of the other sections (same keys) laid over them when ``topology`` is
+    ``cluster``; environment overrides still win. Clients read only those ordinary keys, so no code
+    outside the infra manager and this config knows which topology it runs on.
+    """
+
+    topology: Literal["single", "cluster"] = "single"
+    cluster: dict[str, dict[str, Any]] = Field(default_factory=lambda: {
+        "kafka": {"nodes": 3, "port": 19092, "controller_port": 19192, "heap_mb": 384, "partitions": 12,
+                  "replication_factor": 3, "min_insync_replicas": 2},
+        "opensearch": {"nodes": 3, "port": 19200, "transport_port": 19300, "heap_mb": 512, "replicas": 1},
+        "spark": {"master": "spark://127.0.0.1:17077", "driver_memory": "1g",
+                  "extra_conf": {"spark.executor.memory": "1g"}},
+        "lake": {"uri": "postgresql+psycopg2://hybridrec@127.0.0.1:15432/iceberg"},
+    })
+    spark_standalone: SparkStandaloneSettings = SparkStandaloneSettings()
+    postgres: PostgresSettings = PostgresSettings()
 
 
 class LakeSettings(_Section):
@@ -453,6 +528,7 @@ class ServingSettings(_Section):
 class Settings(_Section):
     home: str = ".hybridrec"
     log_level: str = "INFO"
+    infra: InfraSettings = InfraSettings()
     kafka: KafkaSettings = KafkaSettings()
     opensearch: OpenSearchSettings = OpenSearchSettings()
     spark: SparkSettings = SparkSettings()
@@ -468,7 +544,7 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _ports_distinct(self) -> "Settings":
-        ports = [self.kafka.port, self.kafka.controller_port, self.opensearch.port, self.opensearch.transport_port]
+        ports = [port for pair in (*self.kafka.node_ports, *self.opensearch.node_ports) for port in pair]
         if len(set(ports)) != len(ports):
             raise ValueError(f"service ports must be distinct, got {ports}")
         return self
@@ -529,8 +605,26 @@ def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[
     return data
 
 
+def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        merged[key] = _deep_merge(merged.get(key) or {}, value) if isinstance(value, dict) else value
+    return merged
+
+
+def _apply_topology(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    """Lay ``infra.cluster`` over the sections when the topology (after env overrides) is ``cluster``;
+    the environment is applied again on top, so an explicit override still wins."""
+    merged = _apply_env_overrides(data, environ)
+    infra = merged.get("infra") or {}
+    if infra.get("topology") != "cluster":
+        return merged
+    overlay = infra.get("cluster") or {}
+    return _apply_env_overrides(_deep_merge(merged, overlay), environ)
+
+
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Read the config file, apply environment overrides, validate."""
+    """Read the config file, apply environment overrides and the topology's settings, validate."""
     environ = dict(os.environ if environ is None else environ)
     config_file = Path(path or environ.get("HYBRIDREC_CONFIG") or DEFAULT_CONFIG_FILE)
     if not config_file.exists():
@@ -538,4 +632,4 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
     data = yaml.safe_load(config_file.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{config_file}: top level must be a mapping")
-    return Settings.model_validate(_apply_env_overrides(data, environ))
+    return Settings.model_validate(_apply_topology(data, environ))

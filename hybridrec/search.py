@@ -89,7 +89,7 @@ def opensearch_client(settings: Settings, deadline_s: float | None = None, **opt
     """A client under the one policy (see :meth:`ClientPolicy.from_settings`); ``options`` are
     connection options (serializer, pool size), never timeouts or retries."""
     policy = ClientPolicy.from_settings(settings, deadline_s)
-    return OpenSearch(hosts=[settings.opensearch.url], timeout=policy.timeout_s, transport_class=PolicyTransport,
+    return OpenSearch(hosts=settings.opensearch.urls, timeout=policy.timeout_s, transport_class=PolicyTransport,
                       policy=policy, **options)
 
 

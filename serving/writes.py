@@ -69,9 +69,12 @@ class EventWriter:
         self.bus.close(timeout_s=self.settings.serving.kafka_timeout_s)
 
     def reachable(self) -> bool:
-        """A TCP connect to the bootstrap broker: cheap enough for a readiness probe."""
-        try:
-            with socket.create_connection((self.settings.kafka.host, self.settings.kafka.port), timeout=1.0):
-                return True
-        except OSError:
-            return False
+        """A TCP connect to any bootstrap broker: cheap enough for a readiness probe, and a cluster with
+        one node down still takes writes."""
+        for port, _ in self.settings.kafka.node_ports:
+            try:
+                with socket.create_connection((self.settings.kafka.host, port), timeout=1.0):
+                    return True
+            except OSError:
+                continue
+        return False

@@ -1,4 +1,8 @@
-"""Apache Kafka in KRaft mode (one process is broker and controller), run from Maven Central's jars.
+"""Apache Kafka in KRaft mode (each process is broker and controller), run from Maven Central's jars.
+
+``kafka.nodes`` processes form one cluster: node i has node id i + 1, listens on ``port + i`` and
+``controller_port + i``, and all of them vote in the controller quorum. One node keeps the names
+(service ``kafka``, ``config/server.properties``) it had before clusters existed.
 
 There is no Kafka tarball on Maven Central, so the classpath is the broker artefact plus its runtime
 dependencies, resolved by Maven, plus the logging backend the official distribution adds (the
@@ -50,7 +54,8 @@ def topic_specs(settings: Settings) -> dict[str, dict]:
     k = settings.kafka
     retention_ms = str(k.retention_hours * 3600 * 1000)
     return {
-        name: {"num_partitions": k.partitions, "replication_factor": 1, "configs": {"retention.ms": retention_ms}}
+        name: {"num_partitions": k.partitions, "replication_factor": k.replication_factor,
+               "configs": {"retention.ms": retention_ms, "min.insync.replicas": str(k.min_insync_replicas)}}
         for name in (k.events_topic, k.queries_topic, k.dead_letter_topic)
     }
 
@@ -75,9 +80,18 @@ def ensure_topics(settings: Settings) -> list[str]:
         admin.close()
 
 
+def kafka_nodes(settings: Settings) -> list["KafkaService"]:
+    """One service per configured node: started together, since a quorum needs a majority to elect."""
+    return [KafkaService(settings, node) for node in range(settings.kafka.nodes)]
+
+
 class KafkaService(ProcessService):
-    name = "kafka"
     health_timeout_s = 90.0
+
+    def __init__(self, settings: Settings, node: int = 0) -> None:
+        self.node = node
+        self.name = "kafka" if settings.kafka.nodes == 1 else f"kafka-{node + 1}"
+        super().__init__(settings)
 
     @property
     def host(self) -> str:
@@ -85,7 +99,7 @@ class KafkaService(ProcessService):
 
     @property
     def ports(self) -> list[int]:
-        return [self.settings.kafka.port, self.settings.kafka.controller_port]
+        return list(self.settings.kafka.node_ports[self.node])
 
     @property
     def install_dir(self) -> Path:
@@ -98,7 +112,8 @@ class KafkaService(ProcessService):
 
     @property
     def server_properties(self) -> Path:
-        return self.install_dir / "config" / "server.properties"
+        suffix = "" if self.settings.kafka.nodes == 1 else f"-{self.node + 1}"
+        return self.install_dir / "config" / f"server{suffix}.properties"
 
     @property
     def log4j_properties(self) -> Path:
@@ -115,18 +130,27 @@ class KafkaService(ProcessService):
         broker = Artifact("org.apache.kafka", f"kafka_{k.scala}", k.version)
         fetch_with_dependencies([broker, *LOGGING_JARS], self.libs_dir, self.install_log)
         self.server_properties.parent.mkdir(parents=True, exist_ok=True)
-        self.server_properties.write_text(render_template(
-            "kafka-server.properties", host=k.host, port=k.port, controller_port=k.controller_port,
-            log_dirs=self.data_dir, partitions=k.partitions, retention_hours=k.retention_hours))
+        self.server_properties.write_text(self.server_config())
         self.log4j_properties.write_text(render_template("kafka-log4j.properties"))
         self._format_storage()
+
+    def server_config(self) -> str:
+        """This node's server.properties: its id and listeners, the whole quorum, the topics' replication."""
+        k = self.settings.kafka
+        port, controller_port = self.ports
+        voters = ",".join(f"{i + 1}@{k.host}:{cport}" for i, (_, cport) in enumerate(k.node_ports))
+        return render_template(
+            "kafka-server.properties", node_id=self.node + 1, voters=voters, host=k.host, port=port,
+            controller_port=controller_port, log_dirs=self.data_dir, partitions=k.partitions,
+            retention_hours=k.retention_hours, replication_factor=k.replication_factor,
+            min_insync_replicas=k.min_insync_replicas)
 
     def _format_storage(self) -> None:
         """KRaft needs its log dir stamped with a cluster id once; later starts reuse it."""
         if (self.data_dir / "meta.properties").exists():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cluster_id = new_cluster_id()
+        cluster_id = self._formatted_peer_cluster_id() or new_cluster_id()
         log.info("formatting Kafka storage %s (cluster id %s)", self.data_dir, cluster_id)
         argv = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.server_properties))
         with self.install_log.open("a") as out:
@@ -134,6 +158,16 @@ class KafkaService(ProcessService):
         if result.returncode != 0:
             raise ServiceError(f"kafka storage format failed (exit {result.returncode}); log {self.install_log}:\n"
                                f"{tail(self.install_log)}")
+
+    def _formatted_peer_cluster_id(self) -> str | None:
+        """The cluster id another node of this cluster was formatted with: every node must carry the same."""
+        for peer in kafka_nodes(self.settings):
+            meta = peer.data_dir / "meta.properties"
+            if peer.node != self.node and meta.exists():
+                for line in meta.read_text().splitlines():
+                    if line.startswith("cluster.id="):
+                        return line.removeprefix("cluster.id=").strip()
+        return None
 
     def launch(self) -> Launch:
         return Launch(argv=self._java("kafka.Kafka", str(self.server_properties)), cwd=self.install_dir, env={})
@@ -145,7 +179,10 @@ class KafkaService(ProcessService):
             topics = [t for t in admin.list_topics() if not t.startswith("__")]
         finally:
             admin.close()
-        return f"cluster {cluster['cluster_id']}, {len(cluster['brokers'])} broker(s), {len(topics)} topic(s)"
+        brokers = len(cluster["brokers"])
+        if brokers < self.settings.kafka.nodes:
+            raise ServiceError(f"{brokers} of {self.settings.kafka.nodes} brokers registered")
+        return f"cluster {cluster['cluster_id']}, {brokers} broker(s), {len(topics)} topic(s)"
 
     def on_healthy(self) -> None:
         try:

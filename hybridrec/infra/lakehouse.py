@@ -1,4 +1,5 @@
-"""Spark + Iceberg as an `infra` service: nothing to run (Spark is local mode), but jars to fetch
+"""Spark + Iceberg as an `infra` service: nothing to run (Spark's own processes, if any, are other
+services), but jars to fetch
 and a catalog to open. `up` puts the Iceberg Spark runtime and JDBC driver in the cache and creates
 the contract's namespaces, so the first Spark job of a run does not pay for either."""
 
@@ -34,7 +35,7 @@ class LakehouseService:
         missing = [a.file_name for a in spark_artifacts(self.settings) if not (cache / a.file_name).exists()]
         if missing:
             return self._status(False, f"jars not fetched yet: {', '.join(missing)}")
-        return self._status(True, f"local[*] Spark ready, catalog {self.settings.catalog_uri}")
+        return self._status(True, f"Spark {self.settings.spark.master} ready, catalog {self.settings.catalog_uri}")
 
     def down(self) -> ServiceStatus:
         return self.status()

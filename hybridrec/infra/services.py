@@ -190,13 +190,13 @@ def spawn_detached(launch: Launch, log_file: Path) -> int:
     return int(result.stderr.strip())
 
 
-def stop_pid(pid: int, timeout_s: float) -> None:
-    """SIGTERM (the services shut down cleanly on it), then SIGKILL if still there after ``timeout_s``.
+def stop_pid(pid: int, timeout_s: float, first: signal.Signals = signal.SIGTERM) -> None:
+    """``first`` (SIGTERM: the services shut down cleanly on it), then SIGKILL if still there after ``timeout_s``.
 
     Callers check the pid is theirs first (:func:`process_has_marker`); this waits for the full
     exit, since a process whose command line has vanished may still hold its ports for a moment.
     """
-    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+    for sig, wait_s in ((first, timeout_s), (signal.SIGKILL, 5.0)):
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
@@ -206,8 +206,8 @@ def stop_pid(pid: int, timeout_s: float) -> None:
             if not pid_alive(pid):
                 return
             time.sleep(0.2)
-        if sig == signal.SIGTERM:
-            log.warning("pid %d still running %.0fs after SIGTERM; sending SIGKILL", pid, timeout_s)
+        if sig == first:
+            log.warning("pid %d still running %.0fs after %s; sending SIGKILL", pid, timeout_s, first.name)
     raise ServiceError(f"pid {pid} survived SIGKILL")
 
 
@@ -262,6 +262,7 @@ class ProcessService(ABC):
     name: str
     health_timeout_s: float = 120.0
     stop_timeout_s: float = 30.0
+    stop_signal: signal.Signals = signal.SIGTERM
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -272,6 +273,7 @@ class ProcessService(ABC):
         self.log_file = self.logs_dir / f"{self.name}.log"
         self.install_log = self.logs_dir / f"{self.name}-install.log"
         self.pid_file = self.root / "run" / f"{self.name}.pid"
+        self._started_pid: int | None = None
 
     @property
     @abstractmethod
@@ -286,6 +288,11 @@ class ProcessService(ABC):
     @abstractmethod
     def install_dir(self) -> Path:
         """Where the service is unpacked; also the marker that identifies its process."""
+
+    @property
+    def marker(self) -> str:
+        """What the service's command line carries and no other process's does (see :func:`process_has_marker`)."""
+        return str(self.install_dir)
 
     @abstractmethod
     def install(self) -> None:
@@ -303,7 +310,7 @@ class ProcessService(ABC):
 
     def _own_pid(self) -> int | None:
         pid = read_pid(self.pid_file)
-        if pid is not None and process_has_marker(pid, str(self.install_dir)):
+        if pid is not None and process_has_marker(pid, self.marker):
             return pid
         return None
 
@@ -326,26 +333,38 @@ class ProcessService(ABC):
         except Exception as err:  # any probe failure means "not healthy", reported as such
             return self._status(pid, False, f"running but not healthy: {err}")
 
-    def up(self) -> ServiceStatus:
+    def start(self) -> int:
+        """Install and launch unless already running; return the pid without waiting for health.
+
+        `infra up` starts every node of a cluster before waiting on any: a quorum forms only once a
+        majority of its nodes runs.
+        """
         require_loopback(self.host)
         pid = self._own_pid()
         if pid is not None:
-            log.info("%s already running (pid %d)", self.name, pid)
-        else:
-            self._check_ports_free()
-            java_home()  # fail on a missing JDK before downloading anything
-            try:
-                self.install()
-            except ArtifactError as err:
-                raise ServiceError(f"{self.name}: download failed: {err}") from err
-            self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            with self.log_file.open("a") as out:
-                out.write(f"\n==== hybridrec: starting {self.name} at {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n")
-            pid = spawn_detached(self.launch(), self.log_file)
-            self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-            self.pid_file.write_text(f"{pid}\n")
-            log.info("started %s (pid %d) on %s:%s; waiting for health (log: %s)",
-                     self.name, pid, self.host, self.ports[0], self.log_file)
+            if pid != self._started_pid:  # said once, not again when `up` follows this call's own start
+                log.info("%s already running (pid %d)", self.name, pid)
+            self._started_pid = pid
+            return pid
+        self._check_ports_free()
+        java_home()  # fail on a missing JDK before downloading anything
+        try:
+            self.install()
+        except ArtifactError as err:
+            raise ServiceError(f"{self.name}: download failed: {err}") from err
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("a") as out:
+            out.write(f"\n==== hybridrec: starting {self.name} at {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n")
+        pid = spawn_detached(self.launch(), self.log_file)
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.write_text(f"{pid}\n")
+        self._started_pid = pid
+        log.info("started %s (pid %d) on %s:%s; waiting for health (log: %s)",
+                 self.name, pid, self.host, self.ports[0], self.log_file)
+        return pid
+
+    def up(self) -> ServiceStatus:
+        pid = self.start()
         self._wait_healthy(pid)
         self.on_healthy()
         detail = self._probe()
@@ -358,7 +377,7 @@ class ProcessService(ABC):
             self.pid_file.unlink(missing_ok=True)
             return self.status()
         log.info("stopping %s (pid %d)", self.name, pid)
-        stop_pid(pid, self.stop_timeout_s)
+        stop_pid(pid, self.stop_timeout_s, self.stop_signal)
         self.pid_file.unlink(missing_ok=True)
         return self._status(None, False, "stopped")
 

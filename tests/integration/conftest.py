@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,40 @@ def services() -> Settings:
     yield settings
     if not already_running:
         manager.down(settings)
+
+
+CLUSTER_ENV = {"HYBRIDREC__INFRA__TOPOLOGY": "cluster"}
+
+
+def _service_rss_mb(statuses) -> float:
+    total_kb = 0
+    for status in statuses:
+        if status.pid is not None:
+            for line in Path(f"/proc/{status.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+    return total_kb / 1024
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Settings of the cluster topology with every node up; stopped again after the module unless it was
+    already running (per module, so its ten processes do not idle beside the rest of the suite)."""
+    settings = load_settings(environ={**os.environ, **CLUSTER_ENV})
+    already_running = all(s.running for s in manager.status(settings))
+    started = time.monotonic()
+    try:
+        statuses = manager.up(settings)
+    except Exception:
+        if not already_running:
+            manager.down(settings)
+        raise
+    print(f"\ncluster up in {time.monotonic() - started:.0f}s, services' RSS {_service_rss_mb(statuses):.0f} MB")
+    yield settings
+    if not already_running:
+        manager.down(settings)
+        survivors = [s.name for s in manager.status(settings) if s.pid is not None]
+        assert not survivors, f"cluster processes survived `infra down`: {survivors}"
 
 
 SMALL_WORLD = {"SYNTHETIC__N_USERS": "600", "SYNTHETIC__N_PLACES": "200", "SYNTHETIC__N_CLIPS": "600",

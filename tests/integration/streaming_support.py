@@ -18,6 +18,7 @@ import numpy as np
 from hybridrec.bus import EventBus
 from hybridrec.config import Settings, SyntheticSettings, load_settings
 from hybridrec.infra.kafka import ensure_topics
+from hybridrec.lake import Lake
 from hybridrec.streaming.sandbox import (
     Recording, publish_random_item_vectors, record_synthetic_world, remove, sandbox_env,
 )
@@ -42,8 +43,28 @@ def make_world(tmp_path: Path, name: str, n_events: int, **streaming: object) ->
     return StreamWorld(settings, env, record_synthetic_world(settings, cfg))
 
 
+def make_cluster_world(tmp_path: Path, name: str, n_events: int, **overrides: object) -> StreamWorld:
+    """A world on the cluster topology whose lake is a catalog of its own on the cluster's PostgreSQL server;
+    ``overrides`` are settings by section (``streaming__sink_batch_messages=500``)."""
+    name = f"test-{name}-{secrets.token_hex(3)}"
+    env = {**sandbox_env(tmp_path, name), "HYBRIDREC__INFRA__TOPOLOGY": "cluster",
+           "HYBRIDREC__LAKE__CATALOG_NAME": f"t_{name[-6:]}"}
+    del env["HYBRIDREC__LAKE__URI"]  # the topology's: postgresql on the cluster's server
+    env.update({f"HYBRIDREC__{key.upper()}": str(value) for key, value in overrides.items()})
+    settings = load_settings(environ={**os.environ, **env})
+    ensure_topics(settings)
+    cfg = SyntheticSettings(seed=11, n_users=300, n_places=120, n_clips=300, n_events=n_events, n_days=2)
+    return StreamWorld(settings, env, record_synthetic_world(settings, cfg))
+
+
 def tear_down(world: StreamWorld) -> None:
     remove(world.settings)
+    if world.settings.infra.topology == "cluster":  # the catalog's entries live on the shared server
+        catalog = Lake(world.settings).catalog
+        for namespace in catalog.list_namespaces():
+            for identifier in catalog.list_tables(namespace):
+                catalog.drop_table(identifier)
+            catalog.drop_namespace(namespace)
 
 
 def publish_vectors(world: StreamWorld, dimension: int = 8) -> dict[tuple[str, str], np.ndarray]:

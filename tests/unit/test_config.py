@@ -106,3 +106,23 @@ def test_config_file_from_environment(tmp_path):
     custom = tmp_path / "custom.yaml"
     custom.write_text(DEFAULT_CONFIG_FILE.read_text().replace("seed: 7", "seed: 99"))
     assert load_settings(environ={"HYBRIDREC_CONFIG": str(custom)}).synthetic.seed == 99
+
+
+def test_cluster_topology_lays_its_settings_over_the_sections():
+    single = load_settings(environ={})
+    assert single.infra.topology == "single" and single.kafka.bootstrap == "127.0.0.1:9092"
+    cluster = load_settings(environ={"HYBRIDREC__INFRA__TOPOLOGY": "cluster", "HYBRIDREC__KAFKA__HEAP_MB": "300"})
+    k, o = cluster.kafka, cluster.opensearch
+    assert k.bootstrap == "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094"
+    assert (k.replication_factor, k.min_insync_replicas, k.heap_mb) == (3, 2, 300)  # the environment still wins
+    assert o.urls == ["http://127.0.0.1:19200", "http://127.0.0.1:19201", "http://127.0.0.1:19202"] and o.replicas == 1
+    assert cluster.spark.master.startswith("spark://") and cluster.catalog_uri.startswith("postgresql")
+    single_ports = {p for pair in (*single.kafka.node_ports, *single.opensearch.node_ports) for p in pair}
+    assert not single_ports & {p for pair in (*k.node_ports, *o.node_ports) for p in pair}
+
+
+def test_replication_beyond_the_nodes_is_refused():
+    with pytest.raises(ValueError, match="replication_factor"):
+        load_settings(environ={"HYBRIDREC__KAFKA__REPLICATION_FACTOR": "3"})
+    with pytest.raises(ValueError, match="replicas"):
+        load_settings(environ={"HYBRIDREC__OPENSEARCH__REPLICAS": "1"})

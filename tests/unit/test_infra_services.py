@@ -15,15 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from hybridrec.config import load_settings
+from hybridrec.config import Settings, load_settings
 from hybridrec.infra import manager
-from hybridrec.infra.kafka import KafkaService, new_cluster_id, topic_specs
-from hybridrec.infra.opensearch import OpenSearchService, extract_zip, painless_classname
+from hybridrec.infra.kafka import KafkaService, kafka_nodes, new_cluster_id, topic_specs
+from hybridrec.infra.opensearch import OpenSearchService, extract_zip, opensearch_nodes, painless_classname
+from hybridrec.infra.postgres import PostgresService
 from hybridrec.infra.services import (
     Launch, ProcessService, ServiceError, ServiceStatus, java_home, port_accepts, port_in_use,
     pid_alive, process_has_marker, read_pid, render_template, require_loopback, require_reachable_by_others,
     spawn_detached, stop_pid,
 )
+from hybridrec.infra.spark_standalone import SparkWorkerService
 
 
 def free_port() -> int:
@@ -267,17 +269,19 @@ def test_topics_follow_the_config(settings):
     assert set(specs) == {k.events_topic, k.queries_topic, k.dead_letter_topic}
     assert all(s["num_partitions"] == k.partitions and s["replication_factor"] == 1 for s in specs.values())
     assert specs[k.events_topic]["configs"]["retention.ms"] == str(k.retention_hours * 3_600_000)
+    assert specs[k.events_topic]["configs"]["min.insync.replicas"] == "1"
 
 
 def test_kafka_config_rendering(settings):
-    text = render_template("kafka-server.properties", host="127.0.0.1", port=19092, controller_port=19093,
-                           log_dirs="/data/kafka", partitions=4, retention_hours=24)
+    service = KafkaService(settings)
+    text = service.server_config()
     lines = set(text.splitlines())
-    assert "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093" in lines
-    assert "controller.quorum.voters=1@127.0.0.1:19093" in lines
+    assert "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093" in lines
+    assert {"node.id=1", "controller.quorum.voters=1@127.0.0.1:9093"} <= lines
     assert "process.roles=broker,controller" in lines
     assert "auto.create.topics.enable=false" in lines
-    assert "log.dirs=/data/kafka" in lines and "log.retention.hours=24" in lines
+    assert f"log.dirs={service.data_dir}" in lines and "log.retention.hours=168" in lines
+    assert {"offsets.topic.replication.factor=1", "transaction.state.log.min.isr=1"} <= lines
     assert "$" not in text
     with pytest.raises(KeyError):
         render_template("kafka-server.properties", host="127.0.0.1")
@@ -290,15 +294,16 @@ def test_kafka_runs_kraft_from_the_project_folder(settings):
     assert f"{service.libs_dir}/*" in argv and f"-Xmx{settings.kafka.heap_mb}m" in argv
     assert service.install_dir.is_relative_to(settings.home_path / "services")
     assert service.ports == [settings.kafka.port, settings.kafka.controller_port]
+    assert service.name == "kafka" and service.server_properties.name == "server.properties"
 
 
-def test_opensearch_config_rendering():
-    text = render_template("opensearch.yml", host="127.0.0.1", http_port=19200, transport_port=19300,
-                           data_dir="/d", logs_dir="/l")
-    lines = set(text.splitlines())
-    assert {"discovery.type: single-node", "network.host: 127.0.0.1", "http.port: 19200",
-            "transport.port: 19300", "path.data: /d", "path.logs: /l",
+def test_opensearch_config_rendering(settings):
+    service = OpenSearchService(settings)
+    lines = set(service.node_config().splitlines())
+    assert {"discovery.type: single-node", "node.name: hybridrec-1", "network.host: 127.0.0.1", "http.port: 9200",
+            "transport.port: 9300", f"path.data: {service.data_dir}", f"path.logs: {service.server_logs_dir}",
             "cluster.routing.allocation.disk.threshold_enabled: false"} <= lines
+    assert service.config_dir == service.install_dir / "config" and service.name == "opensearch"
 
 
 def test_opensearch_launch_sets_heap_and_java(settings):
@@ -344,3 +349,56 @@ def test_folders_hidden_from_other_users_are_reported():
             require_reachable_by_others(root / "private" / "inside")
     finally:
         shutil.rmtree(root)
+
+
+# --- the cluster topology: same services, one per node, and the servers only a cluster needs ----------
+
+@pytest.fixture
+def cluster_settings(tmp_path) -> Settings:
+    return load_settings(environ={"HYBRIDREC__INFRA__TOPOLOGY": "cluster", "HYBRIDREC__HOME": str(tmp_path)})
+
+
+def test_cluster_topology_builds_a_service_per_node(cluster_settings, settings):
+    assert [s.name for s in manager.build_services(settings)] == ["kafka", "opensearch", "spark+iceberg"]
+    groups = [[s.name for s in group] for group in manager.build_groups(cluster_settings)]
+    assert groups == [["kafka-1", "kafka-2", "kafka-3"], ["opensearch-1", "opensearch-2", "opensearch-3"],
+                      ["postgres"], ["spark-master"], ["spark-worker-1", "spark-worker-2"], ["spark+iceberg"]]
+    ports = [p for s in manager.build_services(cluster_settings) if isinstance(s, ProcessService) for p in s.ports]
+    assert len(ports) == len(set(ports))
+
+
+def test_kafka_nodes_form_one_quorum(cluster_settings):
+    third = kafka_nodes(cluster_settings)[2]
+    lines = set(third.server_config().splitlines())
+    assert {"node.id=3", "controller.quorum.voters=1@127.0.0.1:19192,2@127.0.0.1:19193,3@127.0.0.1:19194",
+            "listeners=PLAINTEXT://127.0.0.1:19094,CONTROLLER://127.0.0.1:19194", "min.insync.replicas=2",
+            "offsets.topic.replication.factor=3", "transaction.state.log.min.isr=2"} <= lines
+    assert third.server_properties.name == "server-3.properties" and third.data_dir.name == "kafka-3"
+    specs = topic_specs(cluster_settings)
+    assert all(s["replication_factor"] == 3 and s["configs"]["min.insync.replicas"] == "2" for s in specs.values())
+
+
+def test_opensearch_nodes_find_each_other_on_loopback(cluster_settings):
+    second = opensearch_nodes(cluster_settings)[1]
+    text = second.node_config()
+    assert "discovery.type" not in text
+    assert 'discovery.seed_hosts: ["127.0.0.1:19300", "127.0.0.1:19301", "127.0.0.1:19302"]' in text
+    assert 'cluster.initial_cluster_manager_nodes: ["hybridrec-1", "hybridrec-2", "hybridrec-3"]' in text
+    assert {"node.name: hybridrec-2", "http.port: 19201", "transport.port: 19301"} <= set(text.splitlines())
+    assert second.launch().env["OPENSEARCH_PATH_CONF"] == str(second.config_dir) != str(second.install_dir / "config")
+
+
+def test_spark_workers_register_with_the_configured_master(cluster_settings):
+    worker = SparkWorkerService(cluster_settings, 1)
+    argv = worker.launch().argv
+    assert argv[1:3] == ["org.apache.spark.deploy.worker.Worker", "spark://127.0.0.1:17077"]
+    assert worker.ports == [17079, 18082] and worker.launch().env["SPARK_DAEMON_MEMORY"] == "256m"
+
+
+def test_postgres_serves_the_catalog_uri(cluster_settings):
+    service = PostgresService(cluster_settings)
+    assert (service.host, service.ports) == ("127.0.0.1", [15432])
+    assert (service.user, service.database) == ("hybridrec", "iceberg")
+    assert service.marker == str(service.data_dir)  # the machine's binaries are shared: the data folder is ours
+    argv = service.launch().argv
+    assert argv[1:3] == ["-D", str(service.data_dir)] and "listen_addresses=127.0.0.1" in argv
