@@ -327,6 +327,16 @@ class GFCFSettings(_Section):
     ideal_weight: float = Field(0.3, ge=0)
 
 
+class ChebyCFSettings(_Section):
+    """ChebyCF (models.collaborative.ChebyCFModel): Chebyshev-interpolated low-pass + ideal low-pass + degree normalisation."""
+
+    order: int = Field(8, ge=1)  # Chebyshev terms: applications of the item graph per scored batch
+    flatness: float = Field(1.5, gt=0)  # shape of the target response (1: linear, GF-CF's P)
+    ideal_rank: int = Field(512, ge=0)
+    ideal_weight: float = Field(0.2, ge=0)
+    degree_power: float = 0.4  # item degree^-p before the filter, ^p after
+
+
 class GowallaSettings(_Section):
     """The Gowalla benchmark (LightGCN split): where its files are, the protocol and each model's settings."""
 
@@ -337,6 +347,7 @@ class GowallaSettings(_Section):
     bspm: GraphFilterSettings = Field(default_factory=lambda: GraphFilterSettings(
         ideal_rank=448, ideal_weight=0.15, sharpen_time=2.5, sharpen_steps=1))
     gfcf: GFCFSettings = GFCFSettings()
+    chebycf: ChebyCFSettings = ChebyCFSettings()
     als: ALSSettings = Field(default_factory=lambda: ALSSettings(
         factors=512, regularization=30.0, alpha=40.0, iterations=15))
 
@@ -346,7 +357,7 @@ class GowallaSettings(_Section):
         return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
 
     def model_params(self, name: str) -> dict[str, Any]:
-        """Keyword arguments of the models.collaborative model ``name`` (bspm, gfcf, als)."""
+        """Keyword arguments of the models.collaborative model ``name`` (bspm, gfcf, chebycf, als)."""
         return getattr(self, name).model_dump()
 
 

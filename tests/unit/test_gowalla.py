@@ -45,3 +45,9 @@ def test_the_benchmark_report_carries_measured_provenance(tmp_path):
     assert report["machine"] != "2 cores, 24 GiB, CPU only" and "cores" in report["machine"]
     assert {"git_commit", "load_average_start", "load_average_end"} <= set(report["provenance"])
     assert (tmp_path / "out.json").exists() and 0 <= report["recall@20"] <= 1
+    als = report["models"]["als"]
+    assert als["params"]["factors"] == 4 and report["best_model_chosen_on"] == "validation"
+    for split in ("validation", "test"):
+        assert {"recall@20", "ndcg@20", "train_s", "eval_s", "peak_rss_mb"} <= set(als[split])
+    assert report["recall@20"] == als["test"]["recall@20"]
+    assert {"ChebyCF", "BSPM-EM", "LightGCN"} <= set(report["published"])
