@@ -337,6 +337,12 @@ class ChebyCFSettings(_Section):
     degree_power: float = 0.4  # item degree^-p before the filter, ^p after
 
 
+class FusionSettings(_Section):
+    """Score fusion (models.collaborative.FusionModel): weight per member family, each member with its own section's settings."""
+
+    weights: dict[str, float] = Field(default_factory=lambda: {"chebycf": 1.0, "als": 0.2})
+
+
 class GowallaSettings(_Section):
     """The Gowalla benchmark (LightGCN split): where its files are, the protocol and each model's settings."""
 
@@ -348,6 +354,7 @@ class GowallaSettings(_Section):
         ideal_rank=448, ideal_weight=0.15, sharpen_time=2.5, sharpen_steps=1))
     gfcf: GFCFSettings = GFCFSettings()
     chebycf: ChebyCFSettings = ChebyCFSettings()
+    fusion: FusionSettings = FusionSettings()
     als: ALSSettings = Field(default_factory=lambda: ALSSettings(
         factors=512, regularization=30.0, alpha=40.0, iterations=15))
 
@@ -357,7 +364,10 @@ class GowallaSettings(_Section):
         return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
 
     def model_params(self, name: str) -> dict[str, Any]:
-        """Keyword arguments of the models.collaborative model ``name`` (bspm, gfcf, chebycf, als)."""
+        """Keyword arguments of the models.collaborative model ``name`` (bspm, gfcf, chebycf, fusion, als)."""
+        if name == "fusion":
+            weights = self.fusion.weights
+            return {"weights": weights, "members": {member: self.model_params(member) for member in weights}}
         return getattr(self, name).model_dump()
 
 

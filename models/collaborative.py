@@ -19,6 +19,7 @@ Models:
 * :class:`GFCFModel`: GF-CF (Shen et al., CIKM 2021), BSPM without its sharpening step.
 * :class:`ChebyCFModel`: ChebyCF (Kim et al., SIGIR 2025), a Chebyshev-interpolated low-pass
   graph filter with an ideal low-pass term and degree normalisation.
+* :class:`FusionModel`: a weighted sum of other models' per-user standardised scores.
 """
 
 from __future__ import annotations
@@ -443,6 +444,52 @@ class ChebyCFModel(CollaborativeModel):
         return np.ascontiguousarray(y.T)
 
 
+class FusionModel(CollaborativeModel):
+    """Late score fusion of other families: ``sum_m weight_m * z_m(user)``, where ``z_m`` is
+    member ``m``'s score row standardised over the items (zero mean, unit variance), so a
+    member's scale does not decide its say (the usual linear ensemble of recommenders; the
+    weights are chosen on validation like any hyper-parameter).
+
+    ``weights`` maps a model name of :data:`MODELS` to its weight; ``members`` gives each one's
+    keyword arguments (default: the model's defaults). Memory and time: the members' together.
+    """
+
+    name = "fusion"
+
+    def __init__(self, weights: dict[str, float] | None = None,
+                 members: dict[str, dict[str, Any]] | None = None) -> None:
+        super().__init__()
+        self.weights = dict(weights or {"chebycf": 1.0, "als": 0.2})
+        unknown = set(self.weights) - (set(MODELS) - {self.name})
+        if unknown or not self.weights:
+            raise ValueError(f"fusion weights name unknown models {sorted(unknown)}; choose from "
+                             f"{sorted(set(MODELS) - {self.name})}")
+        self.member_params = {name: dict((members or {}).get(name, {})) for name in self.weights}
+        self.members = {name: MODELS[name](**self.member_params[name]) for name in self.weights}
+
+    def params(self) -> dict[str, Any]:
+        return {"weights": self.weights,
+                "members": {name: model.params() for name, model in self.members.items()}}
+
+    def _fit(self, user_items: sp.csr_matrix) -> None:
+        for model in self.members.values():
+            model.fit(user_items)
+
+    def member_scores(self, user_index: np.ndarray) -> dict[str, np.ndarray]:
+        """Each member's scores for ``user_index``, standardised per user."""
+        out = {}
+        for name, model in self.members.items():
+            scores = model.score(user_index)
+            scores -= scores.mean(axis=1, keepdims=True)
+            scores /= np.maximum(scores.std(axis=1, keepdims=True), 1e-12)
+            out[name] = scores
+        return out
+
+    def _score(self, user_index: np.ndarray) -> np.ndarray:
+        scores = self.member_scores(user_index)
+        return combine_terms(np.array([self.weights[name] for name in scores]), scores.values())
+
+
 def combine_terms(coefficients: np.ndarray, terms: Iterable[np.ndarray]) -> np.ndarray:
     """``sum_k coefficients[k] * terms[k]`` in the terms' dtype (float32 blocks stay float32)."""
     terms = iter(terms)
@@ -480,5 +527,5 @@ def _inverse_sqrt(degree: np.ndarray) -> np.ndarray:
 
 
 MODELS: dict[str, type[CollaborativeModel]] = {
-    model.name: model for model in (ALSModel, BSPMModel, GFCFModel, ChebyCFModel)}
+    model.name: model for model in (ALSModel, BSPMModel, GFCFModel, ChebyCFModel, FusionModel)}
 """Model classes by the name used in benchmarks and configs."""

@@ -38,6 +38,8 @@ TINY_PARAMS = {
     "chebycf": {"order": 8, "flatness": 1.5, "ideal_rank": 4, "ideal_weight": 0.2,
                 "degree_power": 0.4},
 }
+TINY_PARAMS["fusion"] = {"weights": {"chebycf": 1.0, "als": 0.3},
+                         "members": {"chebycf": TINY_PARAMS["chebycf"], "als": TINY_PARAMS["als"]}}
 
 
 def make_model(name: str) -> CollaborativeModel:
@@ -214,6 +216,18 @@ def test_chebycf_matches_dense_reference(blocks):
     filtered = vectors @ np.diag(response) @ vectors.T + 0.3 * strongest @ strongest.T
     expected = (dense * item_deg ** -0.4) @ filtered * item_deg ** 0.4
     np.testing.assert_allclose(model.score(np.arange(N_USERS)), expected, rtol=1e-3, atol=1e-5)
+
+
+def test_fusion_is_the_weighted_sum_of_standardised_member_scores(blocks):
+    train = blocks[0]
+    model = make_model("fusion").fit(train)
+    users = np.arange(7)
+    members = {name: MODELS[name](**TINY_PARAMS[name]).fit(train).score(users).astype(np.float64)
+               for name in ("chebycf", "als")}
+    z = {name: (s - s.mean(1, keepdims=True)) / s.std(1, keepdims=True) for name, s in members.items()}
+    np.testing.assert_allclose(model.score(users), z["chebycf"] + 0.3 * z["als"], rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="unknown"):
+        MODELS["fusion"](weights={"nope": 1.0})
 
 
 def test_chebyshev_coefficients_interpolate_at_the_nodes():
