@@ -116,14 +116,16 @@ settings were chosen); ``test``: fit on all of train, evaluate on the published 
 def run_gowalla_benchmark(data_dir: Path, models: list[str], *, splits: tuple[str, ...] = SPLITS,
                           params: dict[str, dict[str, Any]] | None = None,
                           output: Path | None = None, cfg: GowallaSettings | None = None,
-                          settings: Settings | None = None) -> dict[str, Any]:
+                          settings: Settings | None = None, keep_others: bool = False) -> dict[str, Any]:
     """Fit and evaluate ``models`` (names from ``MODELS``) on each of ``splits`` and return the
     report dict.
 
     Every model is scored on validation, then once on test; the best model is the one with the
     highest validation NDCG@k (when validation ran), so test never chooses. ``params`` overrides
     the configured hyper-parameters (``cfg``, default: the config's ``gowalla`` section) per
-    model. The report is written as JSON to ``output`` unless it is None.
+    model. The report is written as JSON to ``output`` unless it is None; with ``keep_others``,
+    the models already in ``output`` and not run now are kept (each entry carries its own run's
+    commit, date and load), so one family can be re-measured without re-running all.
     """
     settings = settings or (load_settings() if cfg is None else None)
     cfg = cfg or settings.gowalla
@@ -145,6 +147,7 @@ def run_gowalla_benchmark(data_dir: Path, models: list[str], *, splits: tuple[st
     results: dict[str, dict[str, Any]] = {}
     for name in models:
         model_params = {**cfg.model_params(name), **(params or {}).get(name, {})}
+        load_before = os.getloadavg()
         results[name] = {}
         for split, (fit_on, evaluate_on) in data.items():
             model = MODELS[name](**model_params)
@@ -161,6 +164,14 @@ def run_gowalla_benchmark(data_dir: Path, models: list[str], *, splits: tuple[st
                 "peak_rss_mb": round(_peak_rss_mb()),
                 "peak_rss_scope": "model" if peak_is_per_model else "process"}
             del model
+        results[name]["run"] = {**provenance(settings, load_at_start=load_before),
+                                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if keep_others and output is not None and output.is_file():
+        previous = json.loads(output.read_text()).get("models", {})
+        kept = {name: entry for name, entry in previous.items()
+                if name not in results and set(data) <= set(entry)}
+        log.info("kept earlier results of %s from %s", sorted(kept) or "no model", output)
+        results = {**kept, **results}
     chosen_on = "validation" if "validation" in data else "test"
     best = max(results, key=lambda name: results[name][chosen_on][f"ndcg@{K}"])
     final = "test" if "test" in data else "validation"
@@ -226,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="validation alone for tuning; both (default) scores validation, then test once")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="MODEL.PARAM=VALUE", help="override a hyper-parameter")
+    parser.add_argument("--keep-others", action="store_true",
+                        help="keep the models already in the output JSON that this run does not measure")
     parser.add_argument("--output", type=Path, default=None,
                         help="report JSON (default: gowalla.json in the results folder when test is "
                              "scored, none for validation alone)")
@@ -245,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--data-dir {data_dir}: no {' or '.join(missing)} (the LightGCN split)")
     splits = SPLITS if args.split == "both" else (args.split,)
     run_gowalla_benchmark(data_dir, args.models, splits=splits, params=overrides, output=output,
-                          cfg=cfg, settings=settings)
+                          cfg=cfg, settings=settings, keep_others=args.keep_others)
     return 0
 
 

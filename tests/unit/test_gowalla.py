@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from hybridrec.batch.gowalla import SPLITS, load_gowalla, read_split
@@ -51,3 +53,20 @@ def test_the_benchmark_report_carries_measured_provenance(tmp_path):
         assert {"recall@20", "ndcg@20", "train_s", "eval_s", "peak_rss_mb"} <= set(als[split])
     assert report["recall@20"] == als["test"]["recall@20"]
     assert {"ChebyCF", "BSPM-EM", "LightGCN"} <= set(report["published"])
+
+
+def test_keep_others_re_measures_one_family_and_keeps_the_rest(tmp_path):
+    from hybridrec.bench.gowalla import run_gowalla_benchmark
+
+    train = "".join(f"{u} {' '.join(str((u + k) % 40) for k in range(6))}\n" for u in range(40))
+    test = "".join(f"{u} {(u + 7) % 40}\n" for u in range(40))
+    _write(tmp_path, train, test)
+    out = tmp_path / "out.json"
+    tiny = {"als": {"factors": 4, "iterations": 2}, "gfcf": {"ideal_rank": 4}}
+    run_gowalla_benchmark(tmp_path, ["als"], params=tiny, output=out)
+    first_als = json.loads(out.read_text())["models"]["als"]
+    report = run_gowalla_benchmark(tmp_path, ["gfcf"], params=tiny, output=out, keep_others=True)
+    assert set(report["models"]) == {"als", "gfcf"} and report["models"]["als"] == first_als
+    assert "git_commit" in report["models"]["gfcf"]["run"]
+    report = run_gowalla_benchmark(tmp_path, ["gfcf"], params=tiny, output=out)
+    assert set(report["models"]) == {"gfcf"}
