@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from hybridrec.bench.gowalla import load_gowalla
 from hybridrec.config import load_settings
@@ -57,10 +58,9 @@ def sweep(data_dir: Path, orders: list[int], flatness: list[float], ideal_ranks:
         start = time.perf_counter()
         for first in range(0, len(candidates), batch_size):
             batch = candidates[first:first + batch_size]
-            x = model.graph.binary[batch].T.toarray()
-            x *= pre[:, None]
-            terms = list(model.chebyshev_terms(x, max_order))
-            projection = model.ideal_basis @ x
+            history = model.graph.binary[batch] @ sp.diags(pre)
+            terms = list(model.chebyshev_terms(history.T.toarray(), max_order))
+            projection = model.ideal_projection(history)
             ideal = {rank: model.ideal_basis[:rank].T @ projection[:rank] for rank in ideal_ranks}
             for order, phi in itertools.product(orders, flatness):
                 filtered = combine_terms(coefficients[order, phi], terms)

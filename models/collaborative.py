@@ -434,14 +434,18 @@ class ChebyCFModel(CollaborativeModel):
 
     def _score(self, user_index: np.ndarray) -> np.ndarray:
         pre, post = self.degree_weights()
+        history = self.graph.binary[user_index] @ sp.diags(pre)
         # Column layout (n_items x batch) so the sparse products are CSR @ dense.
-        x = self.graph.binary[user_index].T.toarray()
-        x *= pre[:, None]
-        y = self.spectral_filter(x)
+        y = self.spectral_filter(history.T.toarray())
         if self.ideal_basis is not None:
-            y += self.ideal_weight * (self.ideal_basis.T @ (self.ideal_basis @ x))
+            y += self.ideal_weight * (self.ideal_basis.T @ self.ideal_projection(history))
         y *= post[:, None]
         return np.ascontiguousarray(y.T)
+
+    def ideal_projection(self, history: sp.csr_matrix) -> np.ndarray:
+        """``V^T x`` as (ideal_rank, batch) from the sparse (batch, n_items) histories: a sparse
+        product, instead of a dense one over every item."""
+        return np.ascontiguousarray((history @ self.ideal_basis.T).T)
 
 
 class FusionModel(CollaborativeModel):
