@@ -417,6 +417,22 @@ class GFCFSettings(_Section):
     ideal_weight: float = Field(0.3, ge=0)
 
 
+class ChebyCFSettings(_Section):
+    """ChebyCF (models.collaborative.ChebyCFModel): Chebyshev-interpolated low-pass + ideal low-pass + degree normalisation."""
+
+    order: int = Field(8, ge=1)  # Chebyshev terms: applications of the item graph per scored batch
+    flatness: float = Field(1.5, gt=0)  # shape of the target response (1: linear, GF-CF's P)
+    ideal_rank: int = Field(512, ge=0)
+    ideal_weight: float = Field(0.2, ge=0)
+    degree_power: float = 0.4  # item degree^-p before the filter, ^p after
+
+
+class FusionSettings(_Section):
+    """Score fusion (models.collaborative.FusionModel): weight per member family, each member with its own section's settings."""
+
+    weights: dict[str, float] = Field(default_factory=lambda: {"chebycf": 1.0, "als": 0.2})
+
+
 class GowallaSettings(_Section):
     """The Gowalla benchmark (LightGCN split): where its files are, the protocol and each model's settings."""
 
@@ -427,6 +443,8 @@ class GowallaSettings(_Section):
     bspm: GraphFilterSettings = Field(default_factory=lambda: GraphFilterSettings(
         ideal_rank=448, ideal_weight=0.15, sharpen_time=2.5, sharpen_steps=1))
     gfcf: GFCFSettings = GFCFSettings()
+    chebycf: ChebyCFSettings = ChebyCFSettings()
+    fusion: FusionSettings = FusionSettings()
     als: ALSSettings = Field(default_factory=lambda: ALSSettings(
         factors=512, regularization=30.0, alpha=40.0, iterations=15))
 
@@ -436,7 +454,10 @@ class GowallaSettings(_Section):
         return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
 
     def model_params(self, name: str) -> dict[str, Any]:
-        """Keyword arguments of the models.collaborative model ``name`` (bspm, gfcf, als)."""
+        """Keyword arguments of the models.collaborative model ``name`` (bspm, gfcf, chebycf, fusion, als)."""
+        if name == "fusion":
+            weights = self.fusion.weights
+            return {"weights": weights, "members": {member: self.model_params(member) for member in weights}}
         return getattr(self, name).model_dump()
 
 

@@ -56,8 +56,6 @@ def recall_ndcg_at_k(model_or_score_fn: CollaborativeModel | ScoreFn,
         score_fn = model_or_score_fn
     n_items = train.shape[1]
     k = min(k, n_items)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    ideal_dcg = np.cumsum(discounts)
 
     test_counts = np.diff(test.indptr)
     users = np.flatnonzero(test_counts)
@@ -71,15 +69,9 @@ def recall_ndcg_at_k(model_or_score_fn: CollaborativeModel | ScoreFn,
             if scores.shape != (len(batch), n_items):
                 raise ValueError(f"score function returned shape {scores.shape}, expected "
                                  f"{(len(batch), n_items)}")
-            mask_items(scores, train[batch])
-            best = top_k(scores, k)
-            relevant = test[batch].toarray().astype(bool)
-            hits = np.take_along_axis(relevant, best, axis=1)
-            # An excluded (-inf) item can only be ranked when fewer than k items are eligible.
-            hits &= np.isfinite(np.take_along_axis(scores, best, axis=1))
-            n_relevant = test_counts[batch]
-            recall_sum += float((hits.sum(axis=1) / n_relevant).sum())
-            ndcg_sum += float(((hits @ discounts) / ideal_dcg[np.minimum(n_relevant, k) - 1]).sum())
+            batch_recall, batch_ndcg = recall_ndcg_sums(scores, train[batch], test[batch], k)
+            recall_sum += batch_recall
+            ndcg_sum += batch_ndcg
             progress.update(len(batch))
     elapsed = time.perf_counter() - start
     result = {f"recall@{k}": recall_sum / max(len(users), 1),
@@ -88,6 +80,26 @@ def recall_ndcg_at_k(model_or_score_fn: CollaborativeModel | ScoreFn,
     log.info("recall@%d=%.4f ndcg@%d=%.4f over %d users in %.1fs", k, result[f"recall@{k}"], k,
              result[f"ndcg@{k}"], len(users), elapsed)
     return result
+
+
+def recall_ndcg_sums(scores: np.ndarray, train_rows: sp.csr_matrix, test_rows: sp.csr_matrix,
+                     k: int) -> tuple[float, float]:
+    """Sums of Recall@k and NDCG@k over one batch of users, each with at least one test item:
+    ``scores`` (batch x n_items) get the ``train_rows`` items set to -inf in place, then the top
+    ``k`` are matched with ``test_rows``. A sweep over settings calls this once per setting."""
+    k = min(k, scores.shape[1])
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal_dcg = np.cumsum(discounts)
+    mask_items(scores, train_rows)
+    best = top_k(scores, k)
+    relevant = test_rows.toarray().astype(bool)
+    hits = np.take_along_axis(relevant, best, axis=1)
+    # An excluded (-inf) item can only be ranked when fewer than k items are eligible.
+    hits &= np.isfinite(np.take_along_axis(scores, best, axis=1))
+    n_relevant = np.diff(test_rows.indptr)
+    recall = float((hits.sum(axis=1) / n_relevant).sum())
+    ndcg = float(((hits @ discounts) / ideal_dcg[np.minimum(n_relevant, k) - 1]).sum())
+    return recall, ndcg
 
 
 def holdout_split(user_items: sp.csr_matrix, fraction: float = 0.1,

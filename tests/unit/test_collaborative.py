@@ -17,7 +17,10 @@ import scipy.sparse as sp
 from hybridrec.models.collaborative import (
     MODELS,
     BSPMModel,
+    ChebyCFModel,
     CollaborativeModel,
+    chebyshev_coefficients,
+    low_pass_response,
     top_k,
 )
 from hybridrec.models.evaluation import holdout_split, recall_ndcg_at_k
@@ -32,7 +35,11 @@ TINY_PARAMS = {
             "num_threads": 1, "show_progress": False},
     "bspm": {"ideal_rank": 4, "ideal_weight": 0.2, "sharpen_time": 2.5},
     "gfcf": {"ideal_rank": 4, "ideal_weight": 0.3},
+    "chebycf": {"order": 8, "flatness": 1.5, "ideal_rank": 4, "ideal_weight": 0.2,
+                "degree_power": 0.4},
 }
+TINY_PARAMS["fusion"] = {"weights": {"chebycf": 1.0, "als": 0.3},
+                         "members": {"chebycf": TINY_PARAMS["chebycf"], "als": TINY_PARAMS["als"]}}
 
 
 def make_model(name: str) -> CollaborativeModel:
@@ -157,6 +164,79 @@ def test_bspm_matches_dense_reference(blocks, sharpen_time, steps):
 def test_bspm_rejects_rank_above_matrix_size(blocks):
     with pytest.raises(ValueError, match="ideal_rank"):
         BSPMModel(ideal_rank=N_ITEMS).fit(blocks[0])
+
+
+def _item_graph_spectrum(user_items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and eigenvectors of the dense ``P = Rn^T Rn``, formed explicitly."""
+    user_deg, item_deg = user_items.sum(1), user_items.sum(0)
+    norm = user_items / np.sqrt(user_deg)[:, None] / np.sqrt(item_deg)[None, :]
+    return np.linalg.eigh(norm.T @ norm)
+
+
+@pytest.mark.parametrize("order,flatness", [(1, 1.0), (4, 0.7), (8, 1.5), (12, 3.0)])
+def test_chebycf_polynomial_filter_is_its_polynomial_of_the_spectrum(blocks, order, flatness):
+    """The Chebyshev recurrence on sparse matrices equals V p(mu) V^T with p evaluated on the
+    exact eigenvalues of P, where p is the interpolant of the target response."""
+    train = blocks[0]
+    model = ChebyCFModel(order=order, flatness=flatness, ideal_rank=0).fit(train)
+    mu, vectors = _item_graph_spectrum(train.toarray().astype(np.float64))
+    response = np.polynomial.chebyshev.chebval(1.0 - 2.0 * mu, model.coefficients)
+    signal = np.random.default_rng(1).random((N_ITEMS, 5)).astype(np.float32)
+    expected = vectors @ (response[:, None] * (vectors.T @ signal))
+    np.testing.assert_allclose(model.spectral_filter(signal), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_chebycf_approaches_the_exact_eigen_decomposition_filter(blocks):
+    """With enough terms the polynomial filter is the target low-pass applied through an exact
+    eigen-decomposition; flatness 1 is the linear filter P itself at any order."""
+    train = blocks[0]
+    dense = train.toarray().astype(np.float64)
+    mu, vectors = _item_graph_spectrum(dense)
+    signal = np.random.default_rng(2).random((N_ITEMS, 5))
+    target = vectors @ (low_pass_response(np.clip(mu, 0, 1), 1.5)[:, None] * (vectors.T @ signal))
+    errors = [np.abs(ChebyCFModel(order=order, flatness=1.5, ideal_rank=0).fit(train)
+                     .spectral_filter(signal) - target).max() for order in (2, 8, 32)]
+    assert errors[2] < 0.01 * np.abs(target).max() and errors[2] < errors[1] < errors[0]
+    linear = vectors @ (mu[:, None] * (vectors.T @ signal))
+    np.testing.assert_allclose(
+        ChebyCFModel(order=5, flatness=1.0, ideal_rank=0).fit(train).spectral_filter(signal),
+        linear, rtol=1e-4, atol=1e-5)
+
+
+def test_chebycf_matches_dense_reference(blocks):
+    """Degree normalisation and the ideal low-pass term, against dense matrices."""
+    train = blocks[0]
+    dense = train.toarray().astype(np.float64)
+    model = ChebyCFModel(order=6, flatness=2.0, ideal_rank=5, ideal_weight=0.3,
+                         degree_power=0.4).fit(train)
+    mu, vectors = _item_graph_spectrum(dense)
+    response = np.polynomial.chebyshev.chebval(1.0 - 2.0 * mu, model.coefficients)
+    strongest = vectors[:, np.argsort(-mu)[:5]]
+    item_deg = dense.sum(0)
+    filtered = vectors @ np.diag(response) @ vectors.T + 0.3 * strongest @ strongest.T
+    expected = (dense * item_deg ** -0.4) @ filtered * item_deg ** 0.4
+    np.testing.assert_allclose(model.score(np.arange(N_USERS)), expected, rtol=1e-3, atol=1e-5)
+
+
+def test_fusion_is_the_weighted_sum_of_standardised_member_scores(blocks):
+    train = blocks[0]
+    model = make_model("fusion").fit(train)
+    users = np.arange(7)
+    members = {name: MODELS[name](**TINY_PARAMS[name]).fit(train).score(users).astype(np.float64)
+               for name in ("chebycf", "als")}
+    z = {name: (s - s.mean(1, keepdims=True)) / s.std(1, keepdims=True) for name, s in members.items()}
+    np.testing.assert_allclose(model.score(users), z["chebycf"] + 0.3 * z["als"], rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="unknown"):
+        MODELS["fusion"](weights={"nope": 1.0})
+
+
+def test_chebyshev_coefficients_interpolate_at_the_nodes():
+    nodes = np.cos(np.pi * (np.arange(7) + 0.5) / 7)
+    coefficients = chebyshev_coefficients(np.exp, 6)
+    np.testing.assert_allclose(np.polynomial.chebyshev.chebval(nodes, coefficients), np.exp(nodes),
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="order"):
+        ChebyCFModel(order=0)
 
 
 # --- metric code -----------------------------------------------------------------------------
