@@ -120,11 +120,30 @@ def _synthetic(result: dict[str, Any]) -> str:
     ])
 
 
+def _content(result: dict[str, Any]) -> str:
+    k = result["k"]
+
+    def gap(row: dict[str, Any], name: str) -> str:
+        g = row[name][f"ndcg@{k}"]
+        return f"{g['mean']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}]"
+
+    lines = [f"| NDCG@{k} | users | no content | extracted | truth tags | extracted − none (95 % CI) | "
+             "truth − extracted (95 % CI) |", "|---|---|---|---|---|---|---|"]
+    for surface, segments in result["surfaces"].items():
+        for segment, row in segments.items():
+            ranker = row["ranker"]
+            lines.append(f"| {surface} {segment} | {row['users']:,} | " + " | ".join(
+                f"{ranker[m][f'ndcg@{k}']:.4f}" for m in ("none", "extracted", "truth_tags"))
+                + f" | {gap(row, 'extracted_minus_none')} | {gap(row, 'truth_minus_extracted')} |")
+    return "\n".join(lines)
+
+
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "synthetic": ("synthetic_world", _synthetic),
     "retrain": ("retrain-synthetic", _retrain),
     "cold-start": ("cold-start-synthetic", _cold_start),
     "distill": ("distill-gold", _distill),
+    "content": ("content-ablation", _content),
 }
 
 
