@@ -18,11 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hybridrec.config import Settings
+from hybridrec.batch.candidates import CollaborativeSource, engaged, top_candidates
+from hybridrec.config import CandidateSettings, Settings
 from hybridrec.fallback import fallback_path, surface_lists, write_fallback
 from hybridrec.features.documents import (
     item_document, item_properties, items_alias, user_document, user_properties, users_alias,
 )
+from hybridrec.features.candidates import covisit_seeds
 from hybridrec.runinfo import RunContext
 from hybridrec.search import SearchStore
 
@@ -33,10 +35,9 @@ ITEM_META = {"place": ("title", "text", "region", "address", "price_level", "ope
              "clip": ("title", "text", "creator_id", "duration_s", "language", "predicted_topic_path")}
 
 
-def _item_docs(result, items_p: dict, items: pd.DataFrame, run: RunContext, covisit_neighbours: int
-               ) -> Iterator[dict[str, Any]]:
+def _item_docs(result, items_p: dict, items: pd.DataFrame, run: RunContext) -> Iterator[dict[str, Any]]:
     data = result.data
-    neighbours = result.covisit.neighbours(covisit_neighbours)
+    neighbours = result.covisit.neighbours()
     meta_columns = [c for c in ITEM_META[result.surface] if c in items.columns]
     meta = items.set_index("item_id")[meta_columns]
     for index, item_id in enumerate(data.item_ids):
@@ -46,16 +47,21 @@ def _item_docs(result, items_p: dict, items: pd.DataFrame, run: RunContext, covi
                             [(data.item_ids[j], s) for j, s in neighbours[index]], run.run_id)
 
 
-def _user_docs(result, users_p: dict, run: RunContext, graph_candidates: int, batch: int = 1024
+def _user_docs(result, users_p: dict, run: RunContext, pool: CandidateSettings, batch: int = 1024
                ) -> Iterator[dict[str, Any]]:
+    """User documents with the graph filter's list exactly as the batch pool reads it (the source's
+    ``per_source`` best unseen items, ties by id) and the co-visitation seeds."""
     data = result.data
+    graph = CollaborativeSource("graph", result.graph)
     for start in range(0, len(data.user_ids), batch):
         user_index = np.arange(start, min(start + batch, len(data.user_ids)))
-        items, scores = result.graph.recommend(user_index, graph_candidates, exclude=data.seen)
-        for row, u in enumerate(user_index):
+        lists = top_candidates([graph], data, user_index, pool.per_source, pool.per_source)
+        by_user = {u: list(zip(rows["item_id"], rows["graph_score"])) for u, rows in lists.groupby("user_index")}
+        for u in user_index:
             seen = data.item_ids[data.seen[u].indices]
-            graph = [(data.item_ids[i], float(s)) for i, s in zip(items[row], scores[row]) if i >= 0 and np.isfinite(s)]
-            yield user_document(users_p[data.user_ids[u]], result.als.user_factors[u], graph, seen.tolist(), run.run_id)
+            seeds = covisit_seeds(engaged(data, u), pool.covisit_seed_items)
+            yield user_document(users_p[data.user_ids[u]], result.als.user_factors[u], by_user.get(u, []),
+                                seen.tolist(), seeds, run.run_id)
 
 
 def popular_lists(results: dict, profiles: dict) -> dict[str, Any]:
@@ -112,14 +118,13 @@ def publish_run(settings: Settings, run: RunContext, run_dir: Path, results: dic
         cf_dim = result.als.item_factors.shape[1]
         item_alias = store.alias_name(items_alias(surface))
         index = store.create_index(item_alias, version, item_properties(cf_dim, content_dim), metadata)
-        count = store.bulk_index(index, _item_docs(result, items_p, items, run, settings.retrain.covisit_neighbours),
-                                 "item_id")
+        count = store.bulk_index(index, _item_docs(result, items_p, items, run), "item_id")
         store.finish_index(index)
         warm_index(store, index)
         targets[item_alias] = index
         user_alias = store.alias_name(users_alias(surface))
         index = store.create_index(user_alias, version, user_properties(cf_dim, content_dim), metadata)
-        users = store.bulk_index(index, _user_docs(result, users_p, run, settings.retrain.graph_candidates), "user_id")
+        users = store.bulk_index(index, _user_docs(result, users_p, run, settings.candidates), "user_id")
         store.finish_index(index)
         targets[user_alias] = index
         log.info("%s: indexed %d items and %d users", surface, count, users)

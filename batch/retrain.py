@@ -21,9 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from hybridrec.batch.candidates import (
-    CollaborativeSource, ContentSource, CovisitationSource, GeoSource, PopularSource, SurfaceData, top_candidates,
-)
+from hybridrec.batch.candidates import CovisitationSource, SurfaceData, surface_sources, top_candidates
 from hybridrec.batch.interactions import TimeSplit, labels_sql, last_event_day, write_interactions
 from hybridrec.batch.publish import publish_run
 from hybridrec.registry import Registry, latest_model_files, ranker_path, run_dir as registry_run_dir
@@ -198,7 +196,10 @@ def surface_data(surface: str, inputs: SurfaceInputs, users: pd.DataFrame, user_
         item_lat=inputs.items["lat"].to_numpy(float) if surface == "place" else None,
         item_lon=inputs.items["lon"].to_numpy(float) if surface == "place" else None,
         user_lat=users["home_lat"].to_numpy(float), user_lon=users["home_lon"].to_numpy(float),
-        user_vectors=_stack(content.user_vectors, user_ids), item_vectors=_stack(content.item_vectors, item_ids))
+        user_vectors=_stack(content.user_vectors, user_ids), item_vectors=_stack(content.item_vectors, item_ids),
+        item_trending=np.array([item_profiles_[i].trending for i in item_ids], dtype=np.float64),
+        item_tags=[tuple(item_profiles_[i].tags) for i in item_ids],
+        user_interest_tags=[dict(user_profiles_[u].interest_tags) for u in user_ids])
 
 
 def user_segment(items: int, heavy_items: int) -> str:
@@ -266,18 +267,16 @@ def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame
                    show_progress=False).fit(data.user_items)
     graph = BSPMModel(**graph_params, sharpen_steps=cfg.graph_filter.sharpen_steps,
                       random_state=cfg.seed).fit(data.user_items)
-    covisit = CovisitationSource(data)
-    sources = [CollaborativeSource("als", als), CollaborativeSource("graph", graph), ContentSource(data), covisit,
-               PopularSource(data)]
-    if surface == "place":
-        sources.append(GeoSource(data, cfg.geo_radius_km))
+    pool = settings.candidates
+    covisit = CovisitationSource(data, pool.covisit_neighbours, pool.covisit_seed_items)
+    sources = surface_sources(data, als.user_factors, als.item_factors, graph, covisit, pool)
 
     label_users = np.array(sorted(set(inputs.labels["user_id"]) & set(data.user_index)))
     frames = []
     for start in tqdm(range(0, len(label_users), cfg.batch_users), desc=f"{surface} candidates", unit="batch",
                       leave=False):
         batch = np.array([data.user_index[u] for u in label_users[start:start + cfg.batch_users]])
-        candidates = top_candidates(sources, data, batch, cfg.candidates_per_source)
+        candidates = top_candidates(sources, data, batch, pool.per_source, pool.pool_size)
         features = feature_frame(candidates, users_p, items_p, now=as_of).astype(np.float32)
         frames.append(pd.concat([candidates[["user_id", "item_id"]], features], axis=1))
     table = pd.concat(frames, ignore_index=True).merge(inputs.labels, on=["user_id", "item_id"], how="left")
