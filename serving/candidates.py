@@ -50,6 +50,7 @@ ITEM_FIELDS = ["item_id", "topic_path", "predicted_topic_path", "tags", "popular
 CACHED_FIELDS = [*ITEM_FIELDS, "covisit"]
 VECTOR_FIELDS = ("cf_vector", "content_vector")
 ITEM_CACHE_SIZE = 200_000  # documents per worker, ~1 KB each with a 64-d vector: a whole catalogue of this size
+BY_SCORE = {"sort": ["_score", {"item_id": "asc"}], "track_scores": True}  # ties as the pool breaks them
 IDS_ONLY = {"stored_fields": "_none_", "docvalue_fields": ["item_id"]}  # hits carry fields.item_id and the score
 
 
@@ -265,7 +266,7 @@ class GlobalLists:
         per_topic = {"size": min(self.size, self.MAX_PER_TOPIC), "sort": by_popularity, **fields}
         popular, trending, topics = self.store.msearch_responses(index, [
             {"size": self.size, "sort": by_popularity, "query": {"match_all": {}}, **fields},
-            {"size": self.size, "sort": ["_score", {"item_id": "asc"}],
+            {"size": self.size, **BY_SCORE,
              "query": {"script_score": {"query": {"range": {"trending": {"gt": 0}}},
                                         "script": {"source": trending_score}}}, **fields},
             {"size": 0, "aggs": {"topics": {"terms": {"field": "topic_path", "size": self.MAX_TOPICS},
@@ -276,7 +277,8 @@ class GlobalLists:
             return (hit["fields"].get("region") or [None])[0]
 
         return Shared(
-            popular=[(hit_id(h), formulas.popular_score(float(h["sort"][0])), region(h)) for h in popular["hits"]["hits"]],
+            popular=[(hit_id(h), formulas.popular_score(float(h["sort"][0])), region(h))
+                     for h in popular["hits"]["hits"]],
             trending=[(hit_id(h), float(h["_score"]), region(h)) for h in trending["hits"]["hits"]],
             by_topic={b["key"]: [(hit_id(h), float(h["sort"][0]), region(h)) for h in b["top"]["hits"]["hits"]]
                       for b in topics["aggregations"]["topics"]["buckets"]})
@@ -291,8 +293,7 @@ def _keyword_query(request: CandidateRequest) -> dict[str, Any]:
         should.append({"multi_match": {"query": " ".join(request.interest_keywords),
                                        "fields": ["title", "text", "keywords"]}})
     query = {"bool": {"should": should, "minimum_should_match": 1, "filter": list(request.item_filter)}}
-    return {"size": request.fetch_size(request.depth), "sort": ["_score", {"item_id": "asc"}], "query": query,
-            **IDS_ONLY}
+    return {"size": request.fetch_size(request.depth), **BY_SCORE, "query": query, **IDS_ONLY}
 
 
 def _knn(field_name: str, vector: list[float], request: CandidateRequest) -> dict[str, Any]:
@@ -322,7 +323,7 @@ def build_queries(request: CandidateRequest) -> dict[str, dict[str, Any]]:
         lat, lon = request.location
         ring = {"geo_distance": {"distance": f"{request.radius_km}km", "location": {"lat": lat, "lon": lon}}}
         script = {"source": GEO_SCORE, "params": {"lat": lat, "lon": lon, "radius_km": request.radius_km}}
-        queries["geo"] = {"size": request.fetch_size(request.depth), "sort": ["_score", {"item_id": "asc"}],
+        queries["geo"] = {"size": request.fetch_size(request.depth), **BY_SCORE,
                           "query": {"script_score": {"query": {"bool": {"filter": [*request.item_filter, ring]}},
                                                      "script": script}}, **IDS_ONLY}
     return queries

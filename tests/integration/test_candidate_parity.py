@@ -60,9 +60,9 @@ def test_serving_pool_and_features_equal_the_batch_pool_for_the_same_user_and_ti
         offline = batch[batch["user_id"] == user].set_index("item_id")
         columns, features = pipeline.pool(FeedQuery(user, surface, small_world.serving.default_limit), now=as_of)
         online = pd.DataFrame(features, columns=list(FEATURE_NAMES), index=pd.Index(columns["item_id"]))
-        assert sorted(online.index) == sorted(offline.index), (
-            f"{surface} {user}: serving's pool differs from batch's: only online {sorted(set(online.index) - set(offline.index))[:5]}, "
-            f"only offline {sorted(set(offline.index) - set(online.index))[:5]}")
+        only_online, only_offline = set(online.index) - set(offline.index), set(offline.index) - set(online.index)
+        assert not only_online and not only_offline, (
+            f"{surface} {user}: pools differ: only served {sorted(only_online)[:5]}, only batch {sorted(only_offline)[:5]}")
         offline = offline.loc[online.index, list(FEATURE_NAMES)].astype(float)
         for name in FEATURE_NAMES:
             np.testing.assert_allclose(online[name].to_numpy(), offline[name].to_numpy(), rtol=1e-5, atol=1e-6,

@@ -161,3 +161,11 @@ def test_item_cache_reads_each_document_once_and_evicts_the_least_recent():
     cache.get("idx", ["c"])  # evicts b, the least recently used
     cache.get("idx", ["a", "b"])
     assert store.fetched[-1] == ["b"] and cache.get("idx", ["a"])["a"][1].topic_path == "t"
+
+
+def test_similar_items_report_the_similarity_each_vector_field_retrieves_by():
+    from hybridrec.serving.similar import _similarity
+
+    assert _similarity("content_vector", 0.95) == pytest.approx(0.9)  # Lucene cosine: (1 + cos) / 2
+    assert _similarity("cf_vector", 3.5) == pytest.approx(2.5)  # inner product: 1 + dot ...
+    assert _similarity("cf_vector", 0.25) == pytest.approx(-3.0)  # ... or 1 / (1 - dot) below zero
