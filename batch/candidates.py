@@ -87,6 +87,7 @@ class FactorSource:
     def score(self, user_index: np.ndarray) -> np.ndarray:
         scores = self.user_factors[user_index].astype(np.float64) @ self.item_factors.T.astype(np.float64)
         scores[:, ~self.item_factors.any(axis=1)] = -np.inf  # an all-zero vector is not published (nor found)
+        scores[~self.user_factors[user_index].any(axis=1)] = -np.inf
         return scores
 
 

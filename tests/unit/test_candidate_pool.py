@@ -125,6 +125,7 @@ def test_covisitation_sums_the_published_neighbours_of_the_strongest_seeds():
     np.testing.assert_allclose(np.where(np.isfinite(scores), scores, 0), expected)
 
 
-def test_als_proposes_no_item_whose_factors_are_not_published():
-    factors = np.ones((1, 2)), np.array([[1.0, 0.0], [0.0, 0.0]])
-    assert np.isneginf(FactorSource("als", *factors).score(np.array([0]))[0, 1])
+def test_als_proposes_nothing_whose_factors_are_not_published():
+    factors = np.array([[1.0, 1.0], [0.0, 0.0]]), np.array([[1.0, 0.0], [0.0, 0.0]])
+    scores = FactorSource("als", *factors).score(np.array([0, 1]))
+    assert scores[0, 0] == 1.0 and np.isneginf(scores[0, 1]) and np.isneginf(scores[1]).all()
