@@ -35,12 +35,16 @@ def run(small_world):
     return retrain_job(small_world)
 
 
+def _pipeline(settings) -> FeedPipeline:
+    metrics = ServingMetrics()
+    store = ServingStore(settings)
+    return FeedPipeline(settings, store, RankerRegistry(settings, store, metrics),
+                        FallbackFeed(fallback_path(settings)), metrics, load_taxonomy(), warm_item_cache=False)
+
+
 @pytest.fixture(scope="module")
 def pipeline(small_world, run) -> FeedPipeline:
-    metrics = ServingMetrics()
-    store = ServingStore(small_world)
-    return FeedPipeline(small_world, store, RankerRegistry(small_world, store, metrics),
-                        FallbackFeed(fallback_path(small_world)), metrics, load_taxonomy(), warm_item_cache=False)
+    return _pipeline(small_world)
 
 
 def _sample(batch: pd.DataFrame) -> list[str]:
@@ -48,28 +52,45 @@ def _sample(batch: pd.DataFrame) -> list[str]:
     return users[:: max(1, len(users) // SAMPLE_USERS)][:SAMPLE_USERS]
 
 
-@pytest.mark.parametrize("surface", ["place", "clip"])
-def test_serving_pool_and_features_equal_the_batch_pool_for_the_same_user_and_time(small_world, run, pipeline,
-                                                                                 surface):
+def _compare(pipeline: FeedPipeline, run, surface: str, users: list[str]) -> tuple[list[str], dict[str, int], int]:
+    """Differences between the served and the batch pool of each user (ids, then features), how many
+    rows each source's rank was compared on, and how many pools were cut at ``pool_size``."""
     batch = run["results"][surface].ranked
-    as_of = run["split"].label_start
-    pool = small_world.candidates
-    listed: dict[str, int] = {s: 0 for s in SOURCES}
-    cut = 0
-    for user in _sample(batch):
+    problems, listed, cut = [], {s: 0 for s in SOURCES}, 0
+    for user in users:
         offline = batch[batch["user_id"] == user].set_index("item_id")
-        columns, features = pipeline.pool(FeedQuery(user, surface, small_world.serving.default_limit), now=as_of)
+        query = FeedQuery(user, surface, pipeline.settings.serving.default_limit)
+        columns, features = pipeline.pool(query, now=run["split"].label_start)
         online = pd.DataFrame(features, columns=list(FEATURE_NAMES), index=pd.Index(columns["item_id"]))
         only_online, only_offline = set(online.index) - set(offline.index), set(offline.index) - set(online.index)
-        assert not only_online and not only_offline, (
-            f"{surface} {user}: pools differ: only served {sorted(only_online)[:5]}, only batch {sorted(only_offline)[:5]}")
+        if only_online or only_offline:
+            problems.append(f"{surface} {user}: pools differ: only served {sorted(only_online)[:5]}, "
+                            f"only batch {sorted(only_offline)[:5]}")
+            continue
         offline = offline.loc[online.index, list(FEATURE_NAMES)].astype(float)
         for name in FEATURE_NAMES:
-            np.testing.assert_allclose(online[name].to_numpy(), offline[name].to_numpy(), rtol=1e-5, atol=1e-6,
-                                       err_msg=f"{surface} {user}: feature {name}")
+            a, b = online[name].to_numpy(), offline[name].to_numpy()
+            if not np.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True):
+                bad = ~np.isclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
+                problems.append(f"{surface} {user}: {name} differs on {bad.sum()} rows, e.g. served "
+                                f"{a[bad][:3]} batch {b[bad][:3]}")
         for source in SOURCES:
             listed[source] += int(online[f"{source}_rank"].notna().sum())
-        cut += len(online) == pool.pool_size
+        cut += len(online) == pipeline.settings.candidates.pool_size
+    return problems, listed, cut
+
+
+@pytest.mark.parametrize("surface", ["place", "clip"])
+def test_serving_pool_and_features_equal_the_batch_pool_for_the_same_user_and_time(run, pipeline, surface):
+    problems, listed, cut = _compare(pipeline, run, surface, _sample(run["results"][surface].ranked))
+    assert not problems, "\n".join(problems[:20])
     expected = [s for s in SOURCES if s != "geo" or surface == "place"]
     assert all(listed[s] > 0 for s in expected), f"sources never compared on {surface}: {listed}"
     assert cut > 0, "no sampled pool reached pool_size: the fused cut was never compared"
+
+
+@pytest.mark.parametrize("skew", [{"per_source": 40}, {"pool_size": 120}])
+def test_the_comparison_catches_a_serving_pool_cut_other_than_batchs(small_world, run, skew):
+    skewed = small_world.model_copy(update={"candidates": small_world.candidates.model_copy(update=skew)})
+    problems, _, _ = _compare(_pipeline(skewed), run, "clip", _sample(run["results"]["clip"].ranked)[:4])
+    assert problems, f"a serving pool with {skew} went unnoticed"
