@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from hybridrec.features import candidates as formulas
-from hybridrec.features.documents import item_profile_from_document
+from hybridrec.features.documents import CF_SPACE, item_profile_from_document
 from hybridrec.features.ranking import ItemProfile, haversine_km
 from hybridrec.serving.store import ServingStore
 
@@ -78,6 +78,7 @@ class CandidateRequest:
     location: tuple[float, float] | None = None
     radius_km: float = 5.0
     item_filter: tuple[dict[str, Any], ...] = ()    # business filters every source applies (e.g. regions)
+    exact_vectors: bool = True                      # als and content by exact scoring, not HNSW (candidates.*)
 
     @property
     def regions(self) -> set[str]:
@@ -296,8 +297,18 @@ def _keyword_query(request: CandidateRequest) -> dict[str, Any]:
     return {"size": request.fetch_size(request.depth), **BY_SCORE, "query": query, **IDS_ONLY}
 
 
-def _knn(field_name: str, vector: list[float], request: CandidateRequest) -> dict[str, Any]:
+def _knn(field_name: str, space_type: str, vector: list[float], request: CandidateRequest) -> dict[str, Any]:
+    """The nearest items by ``space_type``: exactly (the k-NN plugin's ``knn_score`` script over every
+    unseen item, so the list is batch's) or, with ``exact_vectors`` off, by the HNSW graph (approximate:
+    the list may miss an item of the exact top; for catalogues too large to scan per request)."""
     size = request.fetch_size(request.depth)
+    if request.exact_vectors:
+        candidates = {"bool": {"filter": [{"exists": {"field": field_name}}, *request.item_filter],
+                               "must_not": [{"ids": {"values": sorted(request.exclude)}}]}}
+        script = {"source": "knn_score", "lang": "knn",
+                  "params": {"field": field_name, "query_value": vector, "space_type": space_type}}
+        return {"size": size, **BY_SCORE, "query": {"script_score": {"query": candidates, "script": script}},
+                **IDS_ONLY}
     query: dict[str, Any] = {"vector": vector, "k": size}
     if request.item_filter:
         query["filter"] = {"bool": {"filter": list(request.item_filter)}}
@@ -314,9 +325,9 @@ def build_queries(request: CandidateRequest) -> dict[str, dict[str, Any]]:
     Every body returns ids (from doc values) and scores only; documents come from the item cache."""
     queries: dict[str, dict[str, Any]] = {}
     if request.cf_vector:
-        queries["als"] = _knn("cf_vector", request.cf_vector, request)
+        queries["als"] = _knn("cf_vector", CF_SPACE, request.cf_vector, request)
     for n, vector in enumerate(request.content_vectors):
-        queries[f"content:{n}"] = _knn("content_vector", vector, request)
+        queries[f"content:{n}"] = _knn("content_vector", "cosinesimil", vector, request)
     if request.interest_tags or request.interest_keywords:
         queries["keyword"] = _keyword_query(request)
     if request.surface == "place" and request.location is not None:

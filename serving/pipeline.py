@@ -199,7 +199,8 @@ class FeedPipeline:
             topic_affinity={t: a for t, a in profile.topic_affinity.items() if "/" in t or t in self.taxonomy},
             interest_tags=tags, interest_keywords=keywords, graph=tuple((g["item_id"], float(g["score"])) for g in (user_doc or {}).get("graph_candidates", ())),
             covisit_seeds=tuple(seeds[: self.pool_cfg.covisit_seed_items]), location=location,
-            radius_km=query.radius_km or self.pool_cfg.geo_radius_km, item_filter=region_filter)
+            radius_km=query.radius_km or self.pool_cfg.geo_radius_km, item_filter=region_filter,
+            exact_vectors=self.pool_cfg.exact_vectors)
         return UserState(profile, context, request, cold_start.segment(profile, bool(cf_vector), tags, context, keywords),
                          cold_start.search_interests(context))
 

@@ -64,16 +64,18 @@ def _compare(pipeline: FeedPipeline, run, surface: str, users: list[str]) -> tup
         online = pd.DataFrame(features, columns=list(FEATURE_NAMES), index=pd.Index(columns["item_id"]))
         only_online, only_offline = set(online.index) - set(offline.index), set(offline.index) - set(online.index)
         if only_online or only_offline:
-            problems.append(f"{surface} {user}: pools differ: only served {sorted(only_online)[:5]}, "
-                            f"only batch {sorted(only_offline)[:5]}")
-            continue
-        offline = offline.loc[online.index, list(FEATURE_NAMES)].astype(float)
+            ranks = [f"{s}_rank" for s in SOURCES]
+            problems.append(f"{surface} {user}: pools differ: only served "
+                            f"{online.loc[sorted(only_online), ranks].dropna(axis=1, how='all').to_dict('index')}, "
+                            f"only batch {offline.loc[sorted(only_offline), ranks].dropna(axis=1, how='all').to_dict('index')}")
+        common = online.index[online.index.isin(offline.index)]
+        online, offline = online.loc[common], offline.loc[common, list(FEATURE_NAMES)].astype(float)
         for name in FEATURE_NAMES:
             a, b = online[name].to_numpy(), offline[name].to_numpy()
             if not np.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True):
                 bad = ~np.isclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
-                problems.append(f"{surface} {user}: {name} differs on {bad.sum()} rows, e.g. served "
-                                f"{a[bad][:3]} batch {b[bad][:3]}")
+                problems.append(f"{surface} {user}: {name} differs on {bad.sum()} rows, e.g. "
+                                f"{list(common[bad][:3])} served {a[bad][:3]} batch {b[bad][:3]}")
         for source in SOURCES:
             listed[source] += int(online[f"{source}_rank"].notna().sum())
         cut += len(online) == pipeline.settings.candidates.pool_size
