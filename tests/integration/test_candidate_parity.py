@@ -36,6 +36,9 @@ def run(small_world):
 
 
 def _pipeline(settings) -> FeedPipeline:
+    """A feed pipeline on the published run; parity, not latency, is checked: OpenSearch gets time to answer
+    on a busy machine (a feed would degrade to the fallback list after ``search_timeout_s`` instead)."""
+    settings = settings.model_copy(update={"serving": settings.serving.model_copy(update={"search_timeout_s": 60.0})})
     metrics = ServingMetrics()
     store = ServingStore(settings)
     return FeedPipeline(settings, store, RankerRegistry(settings, store, metrics),
