@@ -22,7 +22,7 @@ from hybridrec.batch.candidates import CollaborativeSource, engaged, top_candida
 from hybridrec.config import CandidateSettings, Settings
 from hybridrec.fallback import fallback_path, surface_lists, write_fallback
 from hybridrec.features.documents import (
-    item_document, item_properties, items_alias, user_document, user_properties, users_alias,
+    CF_SPACE, item_document, item_properties, items_alias, user_document, user_properties, users_alias,
 )
 from hybridrec.features.candidates import covisit_seeds
 from hybridrec.runinfo import RunContext
@@ -76,8 +76,9 @@ WARM_TIMEOUT_S = 120.0  # a cold index's first k-NN query on a busy machine: far
 
 
 def warm_index(store: SearchStore, index: str) -> None:
-    """Run the queries serving's candidate sources run (k-NN on each vector field, BM25, a geo ring, the
-    popularity sort and topic aggregation) once on a new items index, before any alias points at it.
+    """Run the queries serving's candidate sources run (k-NN and exact scoring on each vector field, BM25,
+    a geo ring and its scoring, the popularity sort and topic aggregation) once on a new items index,
+    before any alias points at it.
 
     The project's vectors use the ``lucene`` engine, whose HNSW graphs are Lucene segment files read
     through the page cache; the k-NN warm-up API (``/_plugins/_knn/warmup``) loads only the native
@@ -94,12 +95,21 @@ def warm_index(store: SearchStore, index: str) -> None:
         {"size": 0, "aggs": {"topics": {"terms": {"field": "topic_path", "size": 100}}}},
         {"size": 50, "query": {"multi_match": {"query": doc.get("title") or "", "fields": ["title", "text", "keywords"]}}},
     ]
-    for field in ("cf_vector", "content_vector"):
+    for field, space in (("cf_vector", CF_SPACE), ("content_vector", "cosinesimil")):
         if doc.get(field):
             bodies.append({"size": 50, "query": {"knn": {field: {"vector": doc[field], "k": 50}}}})
+            script = {"source": "knn_score", "lang": "knn",  # serving's exact scoring (candidates.exact_vectors)
+                      "params": {"field": field, "query_value": doc[field], "space_type": space}}
+            bodies.append({"size": 50, "query": {"script_score": {"query": {"exists": {"field": field}},
+                                                                  "script": script}}})
     if doc.get("location"):
         ring = {"geo_distance": {"distance": "5km", "location": doc["location"]}}
         bodies.append({"size": 50, "query": {"bool": {"filter": [ring]}}})
+        geo_score = ("(Math.log1p(doc['popularity'].value) + 1.0)"  # how the geo source orders its ring
+                     " / (1.0 + doc['location'].arcDistance(params.lat, params.lon) / 5000.0)")
+        bodies.append({"size": 50, "sort": ["_score", {"item_id": "asc"}], "track_scores": True, "query": {
+            "script_score": {"query": {"bool": {"filter": [ring]}}, "script": {
+                "source": geo_score, "params": {"lat": doc["location"]["lat"], "lon": doc["location"]["lon"]}}}}})
     lines = [line for body in bodies for line in ({"index": index}, {**body, "_source": False})]
     responses = store.client.msearch(body=lines, request_timeout=WARM_TIMEOUT_S)["responses"]
     failed = [r["error"] for r in responses if "error" in r]
