@@ -315,9 +315,9 @@ class CandidateSettings(_Section):
     covisit_neighbours: int = Field(20, ge=1)  # co-visited items kept (and published) per item
     covisit_seed_items: int = Field(50, ge=1)  # a user's strongest engaged items that co-visitation expands
     interest_tags: int = Field(8, ge=1)  # strongest interest tags of the keyword source (and search words kept)
-    # Serving finds the als and content lists by scoring every unseen item (exact: batch's lists); false:
-    # by the HNSW graph, for catalogues too large to scan per request (a list may then miss an item).
-    exact_vectors: bool = True
+    # Serving finds the als and content lists by the HNSW graph (approximate: a list may miss an item of
+    # batch's exact top); true: by scoring every unseen item (batch's lists exactly, slower per request).
+    exact_vectors: bool = False
 
 
 class RetrainSettings(_Section):

@@ -78,7 +78,7 @@ class CandidateRequest:
     location: tuple[float, float] | None = None
     radius_km: float = 5.0
     item_filter: tuple[dict[str, Any], ...] = ()    # business filters every source applies (e.g. regions)
-    exact_vectors: bool = True                      # als and content by exact scoring, not HNSW (candidates.*)
+    exact_vectors: bool = False                     # als and content by exact scoring, not HNSW (candidates.*)
 
     @property
     def regions(self) -> set[str]:

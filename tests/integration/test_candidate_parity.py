@@ -31,8 +31,16 @@ SAMPLE_USERS = 12  # per surface
 
 
 @pytest.fixture(scope="module")
-def run(small_world):
-    return retrain_job(small_world)
+def world(small_world):
+    """The small world with serving's vector sources scored exactly (candidates.exact_vectors): with the
+    HNSW graph a list may miss an item of batch's exact top (one clip pool item of twelve users did)."""
+    return small_world.model_copy(update={"candidates": small_world.candidates.model_copy(
+        update={"exact_vectors": True})})
+
+
+@pytest.fixture(scope="module")
+def run(world):
+    return retrain_job(world)
 
 
 def _pipeline(settings) -> FeedPipeline:
@@ -46,8 +54,8 @@ def _pipeline(settings) -> FeedPipeline:
 
 
 @pytest.fixture(scope="module")
-def pipeline(small_world, run) -> FeedPipeline:
-    return _pipeline(small_world)
+def pipeline(world, run) -> FeedPipeline:
+    return _pipeline(world)
 
 
 def _sample(batch: pd.DataFrame) -> list[str]:
@@ -95,7 +103,7 @@ def test_serving_pool_and_features_equal_the_batch_pool_for_the_same_user_and_ti
 
 
 @pytest.mark.parametrize("skew", [{"per_source": 40}, {"pool_size": 120}])
-def test_the_comparison_catches_a_serving_pool_cut_other_than_batchs(small_world, run, skew):
-    skewed = small_world.model_copy(update={"candidates": small_world.candidates.model_copy(update=skew)})
+def test_the_comparison_catches_a_serving_pool_cut_other_than_batchs(world, run, skew):
+    skewed = world.model_copy(update={"candidates": world.candidates.model_copy(update=skew)})
     problems, _, _ = _compare(_pipeline(skewed), run, "clip", _sample(run["results"]["clip"].ranked)[:4])
     assert problems, f"a serving pool with {skew} went unnoticed"
