@@ -18,11 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hybridrec.config import Settings
+from hybridrec.batch.candidates import CollaborativeSource, engaged, top_candidates
+from hybridrec.config import CandidateSettings, Settings
 from hybridrec.fallback import fallback_path, surface_lists, write_fallback
 from hybridrec.features.documents import (
-    item_document, item_properties, items_alias, user_document, user_properties, users_alias,
+    CF_SPACE, item_document, item_properties, items_alias, user_document, user_properties, users_alias,
 )
+from hybridrec.features.candidates import covisit_seeds
 from hybridrec.runinfo import RunContext
 from hybridrec.search import SearchStore
 
@@ -33,10 +35,9 @@ ITEM_META = {"place": ("title", "text", "region", "address", "price_level", "ope
              "clip": ("title", "text", "creator_id", "duration_s", "language", "predicted_topic_path")}
 
 
-def _item_docs(result, items_p: dict, items: pd.DataFrame, run: RunContext, covisit_neighbours: int
-               ) -> Iterator[dict[str, Any]]:
+def _item_docs(result, items_p: dict, items: pd.DataFrame, run: RunContext) -> Iterator[dict[str, Any]]:
     data = result.data
-    neighbours = result.covisit.neighbours(covisit_neighbours)
+    neighbours = result.covisit.neighbours()
     meta_columns = [c for c in ITEM_META[result.surface] if c in items.columns]
     meta = items.set_index("item_id")[meta_columns]
     for index, item_id in enumerate(data.item_ids):
@@ -46,16 +47,21 @@ def _item_docs(result, items_p: dict, items: pd.DataFrame, run: RunContext, covi
                             [(data.item_ids[j], s) for j, s in neighbours[index]], run.run_id)
 
 
-def _user_docs(result, users_p: dict, run: RunContext, graph_candidates: int, batch: int = 1024
+def _user_docs(result, users_p: dict, run: RunContext, pool: CandidateSettings, batch: int = 1024
                ) -> Iterator[dict[str, Any]]:
+    """User documents with the graph filter's list exactly as the batch pool reads it (the source's
+    ``per_source`` best unseen items, ties by id) and the co-visitation seeds."""
     data = result.data
+    graph = CollaborativeSource("graph", result.graph)
     for start in range(0, len(data.user_ids), batch):
         user_index = np.arange(start, min(start + batch, len(data.user_ids)))
-        items, scores = result.graph.recommend(user_index, graph_candidates, exclude=data.seen)
-        for row, u in enumerate(user_index):
+        lists = top_candidates([graph], data, user_index, pool.per_source, pool.per_source)
+        by_user = {u: list(zip(rows["item_id"], rows["graph_score"])) for u, rows in lists.groupby("user_index")}
+        for u in user_index:
             seen = data.item_ids[data.seen[u].indices]
-            graph = [(data.item_ids[i], float(s)) for i, s in zip(items[row], scores[row]) if i >= 0 and np.isfinite(s)]
-            yield user_document(users_p[data.user_ids[u]], result.als.user_factors[u], graph, seen.tolist(), run.run_id)
+            seeds = covisit_seeds(engaged(data, u), pool.covisit_seed_items)
+            yield user_document(users_p[data.user_ids[u]], result.als.user_factors[u], by_user.get(u, []),
+                                seen.tolist(), seeds, run.run_id)
 
 
 def popular_lists(results: dict, profiles: dict) -> dict[str, Any]:
@@ -70,8 +76,9 @@ WARM_TIMEOUT_S = 120.0  # a cold index's first k-NN query on a busy machine: far
 
 
 def warm_index(store: SearchStore, index: str) -> None:
-    """Run the queries serving's candidate sources run (k-NN on each vector field, BM25, a geo ring, the
-    popularity sort and topic aggregation) once on a new items index, before any alias points at it.
+    """Run the queries serving's candidate sources run (k-NN and exact scoring on each vector field, BM25,
+    a geo ring and its scoring, the popularity sort and topic aggregation) once on a new items index,
+    before any alias points at it.
 
     The project's vectors use the ``lucene`` engine, whose HNSW graphs are Lucene segment files read
     through the page cache; the k-NN warm-up API (``/_plugins/_knn/warmup``) loads only the native
@@ -88,12 +95,21 @@ def warm_index(store: SearchStore, index: str) -> None:
         {"size": 0, "aggs": {"topics": {"terms": {"field": "topic_path", "size": 100}}}},
         {"size": 50, "query": {"multi_match": {"query": doc.get("title") or "", "fields": ["title", "text", "keywords"]}}},
     ]
-    for field in ("cf_vector", "content_vector"):
+    for field, space in (("cf_vector", CF_SPACE), ("content_vector", "cosinesimil")):
         if doc.get(field):
             bodies.append({"size": 50, "query": {"knn": {field: {"vector": doc[field], "k": 50}}}})
+            script = {"source": "knn_score", "lang": "knn",  # serving's exact scoring (candidates.exact_vectors)
+                      "params": {"field": field, "query_value": doc[field], "space_type": space}}
+            bodies.append({"size": 50, "query": {"script_score": {"query": {"exists": {"field": field}},
+                                                                  "script": script}}})
     if doc.get("location"):
         ring = {"geo_distance": {"distance": "5km", "location": doc["location"]}}
         bodies.append({"size": 50, "query": {"bool": {"filter": [ring]}}})
+        geo_score = ("(Math.log1p(doc['popularity'].value) + 1.0)"  # how the geo source orders its ring
+                     " / (1.0 + doc['location'].arcDistance(params.lat, params.lon) / 5000.0)")
+        bodies.append({"size": 50, "sort": ["_score", {"item_id": "asc"}], "track_scores": True, "query": {
+            "script_score": {"query": {"bool": {"filter": [ring]}}, "script": {
+                "source": geo_score, "params": {"lat": doc["location"]["lat"], "lon": doc["location"]["lon"]}}}}})
     lines = [line for body in bodies for line in ({"index": index}, {**body, "_source": False})]
     responses = store.client.msearch(body=lines, request_timeout=WARM_TIMEOUT_S)["responses"]
     failed = [r["error"] for r in responses if "error" in r]
@@ -112,14 +128,13 @@ def publish_run(settings: Settings, run: RunContext, run_dir: Path, results: dic
         cf_dim = result.als.item_factors.shape[1]
         item_alias = store.alias_name(items_alias(surface))
         index = store.create_index(item_alias, version, item_properties(cf_dim, content_dim), metadata)
-        count = store.bulk_index(index, _item_docs(result, items_p, items, run, settings.retrain.covisit_neighbours),
-                                 "item_id")
+        count = store.bulk_index(index, _item_docs(result, items_p, items, run), "item_id")
         store.finish_index(index)
         warm_index(store, index)
         targets[item_alias] = index
         user_alias = store.alias_name(users_alias(surface))
         index = store.create_index(user_alias, version, user_properties(cf_dim, content_dim), metadata)
-        users = store.bulk_index(index, _user_docs(result, users_p, run, settings.retrain.graph_candidates), "user_id")
+        users = store.bulk_index(index, _user_docs(result, users_p, run, settings.candidates), "user_id")
         store.finish_index(index)
         targets[user_alias] = index
         log.info("%s: indexed %d items and %d users", surface, count, users)

@@ -22,9 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from hybridrec.batch.candidates import (
-    CollaborativeSource, ContentSource, CovisitationSource, GeoSource, PopularSource, SurfaceData, top_candidates,
-)
+from hybridrec.batch.candidates import CovisitationSource, SurfaceData, surface_sources, top_candidates
 from hybridrec.batch.interactions import TimeSplit, interactions_sql, labels_sql, last_event_day, write_interactions
 from hybridrec.batch.publish import publish_run
 from hybridrec.registry import Registry, latest_model_files, ranker_path, run_dir as registry_run_dir
@@ -201,7 +199,10 @@ def surface_data(surface: str, inputs: SurfaceInputs, users: pd.DataFrame, user_
         item_lat=inputs.items["lat"].to_numpy(float) if surface == "place" else None,
         item_lon=inputs.items["lon"].to_numpy(float) if surface == "place" else None,
         user_lat=users["home_lat"].to_numpy(float), user_lon=users["home_lon"].to_numpy(float),
-        user_vectors=_stack(content.user_vectors, user_ids), item_vectors=_stack(content.item_vectors, item_ids))
+        user_vectors=_stack(content.user_vectors, user_ids), item_vectors=_stack(content.item_vectors, item_ids),
+        item_trending=np.array([item_profiles_[i].trending for i in item_ids], dtype=np.float64),
+        item_tags=[tuple(item_profiles_[i].tags) for i in item_ids],
+        user_interest_tags=[dict(user_profiles_[u].interest_tags) for u in user_ids])
 
 
 def user_segments(users, users_p: dict, heavy_items: int) -> dict[str, str]:
@@ -286,7 +287,9 @@ def fit_surface_models(settings: Settings, inputs: SurfaceInputs, users: pd.Data
                    show_progress=False).fit(data.user_items)
     graph = BSPMModel(**graph_params, sharpen_steps=cfg.graph_filter.sharpen_steps,
                       random_state=cfg.seed).fit(data.user_items)
-    return SurfaceModels(data, als, graph, CovisitationSource(data), users_p, items_p, selection)
+    pool = settings.candidates
+    covisit = CovisitationSource(data, pool.covisit_neighbours, pool.covisit_seed_items)
+    return SurfaceModels(data, als, graph, covisit, users_p, items_p, selection)
 
 
 def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame, content: ContentSignals,
@@ -297,17 +300,15 @@ def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame
                                 lambda user_items: cf_params(cfg, user_items, warm_start))
     data, als, graph, covisit, selection = fitted.data, fitted.als, fitted.graph, fitted.covisit, fitted.selection
     users_p, items_p = fitted.users_p, fitted.items_p
-    sources = [CollaborativeSource("als", als), CollaborativeSource("graph", graph), ContentSource(data), covisit,
-               PopularSource(data)]
-    if surface == "place":
-        sources.append(GeoSource(data, cfg.geo_radius_km))
+    pool = settings.candidates
+    sources = surface_sources(data, als.user_factors, als.item_factors, graph, covisit, pool)
 
     label_users = np.array(sorted(set(inputs.labels["user_id"]) & set(data.user_index)))
     frames = []
     for start in tqdm(range(0, len(label_users), cfg.batch_users), desc=f"{surface} candidates", unit="batch",
                       leave=False):
         batch = np.array([data.user_index[u] for u in label_users[start:start + cfg.batch_users]])
-        candidates = top_candidates(sources, data, batch, cfg.candidates_per_source)
+        candidates = top_candidates(sources, data, batch, pool.per_source, pool.pool_size)
         features = feature_frame(candidates, users_p, items_p, now=as_of).astype(np.float32)
         frames.append(pd.concat([candidates[["user_id", "item_id"]], features], axis=1))
     table = pd.concat(frames, ignore_index=True).merge(inputs.labels, on=["user_id", "item_id"], how="left")

@@ -15,6 +15,11 @@ from hybridrec.features.ranking import ItemProfile, UserProfile
 from hybridrec.search import knn_vector_field
 
 
+CF_SPACE = "innerproduct"
+"""The ALS source scores user factors · item factors, so its k-NN index retrieves by that inner product
+(by cosine it would return another list than the one batch ranks)."""
+
+
 def items_alias(surface: str) -> str:
     return f"items-{surface}"
 
@@ -42,7 +47,7 @@ def item_properties(cf_dim: int, content_dim: int | None) -> dict[str, Any]:
         "popularity": {"type": "float"},
         "trending": {"type": "float"},
         "created_at": {"type": "date"},
-        "cf_vector": knn_vector_field(cf_dim),
+        "cf_vector": knn_vector_field(cf_dim, CF_SPACE),
         "covisit": {"type": "object", "enabled": False},
         "run_id": {"type": "keyword"},
     }
@@ -54,9 +59,10 @@ def item_properties(cf_dim: int, content_dim: int | None) -> dict[str, Any]:
 def user_properties(cf_dim: int, content_dim: int | None) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "user_id": {"type": "keyword"},
-        "cf_vector": knn_vector_field(cf_dim),
+        "cf_vector": knn_vector_field(cf_dim, CF_SPACE),
         "profile": {"type": "object", "enabled": False},
         "graph_candidates": {"type": "object", "enabled": False},
+        "covisit_seeds": {"type": "keyword", "index": False},
         "seen": {"type": "keyword", "index": False},
         "run_id": {"type": "keyword"},
     }
@@ -79,7 +85,7 @@ def item_document(profile: ItemProfile, surface: str, meta: Mapping[str, Any], c
         "item_id": profile.item_id, "surface": surface, "tags": list(profile.tags), "topic_path": profile.topic_path,
         "popularity": profile.popularity, "trending": profile.trending,
         "created_at": profile.created_at.isoformat() if profile.created_at else None,
-        "covisit": [{"item_id": i, "score": round(s, 6)} for i, s in covisit], "run_id": run_id,
+        "covisit": [{"item_id": i, "score": float(s)} for i, s in covisit], "run_id": run_id,
         **{k: v for k, v in meta.items() if v is not None},
     }
     if profile.lat is not None and profile.lon is not None:
@@ -107,14 +113,15 @@ def item_profile_from_document(doc: Mapping[str, Any]) -> ItemProfile:
 
 
 def user_document(profile: UserProfile, cf_vector: Sequence[float] | None, graph_candidates: Sequence[tuple[str, float]],
-                  seen: Sequence[str], run_id: str) -> dict[str, Any]:
+                  seen: Sequence[str], covisit_seeds: Sequence[str], run_id: str) -> dict[str, Any]:
+    """Scores are kept at full precision: serving ranks by them exactly as batch did."""
     doc: dict[str, Any] = {
         "user_id": profile.user_id,
         "profile": {"topic_affinity": dict(profile.topic_affinity), "topic_skips": dict(profile.topic_skips),
                     "interest_tags": dict(profile.interest_tags), "activity": profile.activity,
                     "items": profile.items, "lat": profile.lat, "lon": profile.lon},
-        "graph_candidates": [{"item_id": i, "score": round(s, 6)} for i, s in graph_candidates],
-        "seen": list(seen), "run_id": run_id,
+        "graph_candidates": [{"item_id": i, "score": float(s)} for i, s in graph_candidates],
+        "seen": list(seen), "covisit_seeds": list(covisit_seeds), "run_id": run_id,
     }
     return _with_vectors(doc, cf_vector, profile.content_vector)
 

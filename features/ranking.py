@@ -17,8 +17,9 @@ from itertools import repeat
 import numpy as np
 import pandas as pd
 
-SOURCES = ("als", "graph", "content", "covisit", "popular", "geo")
-"""Every candidate source, in a fixed order: each gets a score and a rank feature."""
+SOURCES = ("als", "graph", "content", "covisit", "popular", "geo", "keyword", "trending")
+"""Every candidate source, in a fixed order: each gets a score and a rank feature, offline and online alike
+(the pool and the scores are defined once, in :mod:`hybridrec.features.candidates`)."""
 
 FEATURE_NAMES = (
     *(f"{s}_score" for s in SOURCES),

@@ -21,10 +21,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "configs" / "default.yaml"
 ENV_PREFIX = "HYBRIDREC__"
 
-MODEL_CONFIG_SECTIONS = ("signals", "extraction", "distill", "retrain")
+MODEL_CONFIG_SECTIONS = ("signals", "extraction", "distill", "candidates", "retrain")
 """Sections that shape what a retrain run learns and publishes: interaction weights (signals), the
-content features and tags (extraction), the topic classifier behind clips' predicted topics (distill)
-and the models, candidates and features themselves (retrain). Serving compares their hash with the
+content features and tags (extraction), the topic classifier behind clips' predicted topics (distill),
+the candidate pool the ranker learns on and is served (candidates) and the models and features
+themselves (retrain). Serving compares their hash with the
 published run's (:meth:`Settings.model_config_hash`). Serving's own section is left out: it shapes the
 feed at request time (limits, rules, timeouts) and may differ freely from the run's."""
 OPERATIONAL_KEYS = (
@@ -379,6 +380,21 @@ class RankerSettings(_Section):
     validation_share: float = Field(0.1, gt=0, lt=1)  # of the training users, for early stopping
 
 
+class CandidateSettings(_Section):
+    """The candidate pool, the same for the retrain's training and evaluation rows and for every feed
+    request (:mod:`hybridrec.features.candidates`): sources' depth, the pool's size, the sources' parameters."""
+
+    per_source: int = Field(50, ge=1)  # items each source proposes per user (its list, ranks 1..per_source)
+    pool_size: int = Field(150, ge=1)  # the union cut by reciprocal-rank fusion: the rows the ranker scores
+    geo_radius_km: float = Field(5.0, gt=0)  # places: geo candidates around the user (a request may set its own)
+    covisit_neighbours: int = Field(20, ge=1)  # co-visited items kept (and published) per item
+    covisit_seed_items: int = Field(50, ge=1)  # a user's strongest engaged items that co-visitation expands
+    interest_tags: int = Field(8, ge=1)  # strongest interest tags of the keyword source (and search words kept)
+    # Serving finds the als and content lists by the HNSW graph (approximate: a list may miss an item of
+    # batch's exact top); true: by scoring every unseen item (batch's lists exactly, slower per request).
+    exact_vectors: bool = False
+
+
 class RetrainSettings(_Section):
     """The nightly pipeline: interaction decay, models, candidate depth, evaluation."""
 
@@ -388,16 +404,12 @@ class RetrainSettings(_Section):
     label_gains: dict[str, int] = Field(default_factory=lambda: {
         "click": 1, "dwell": 1, "like": 2, "save": 2, "share": 2, "visit": 2})
     trending_days: float = Field(3.0, gt=0)  # an item's trending feature: share of its engagement in these last days
-    candidates_per_source: int = Field(100, ge=1)
     eval_k: int = Field(20, ge=1)
     batch_users: int = Field(2_000, ge=1)
-    geo_radius_km: float = Field(5.0, gt=0)
     models_dir: str = "models"
     keep_index_versions: int = Field(3, ge=2)
     seed: int = 0  # ALS and graph-filter initialisation, the ranker's sample of training users
     heavy_user_items: int = Field(10, ge=1)  # user segments (features/segments.py), offline and in feeds: "heavy" from this many engaged items
-    covisit_neighbours: int = Field(20, ge=1)  # co-visited items published per item
-    graph_candidates: int = Field(100, ge=1)  # graph-filter candidates published per user
     content_signals: Literal["extracted", "truth_tags", "none"] = "extracted"  # ablations: see default.yaml
     als: ALSSettings = ALSSettings()
     graph_filter: GraphFilterSettings = GraphFilterSettings()
@@ -493,11 +505,7 @@ class ServingSettings(_Section):
     default_limit: int = Field(20, ge=1)
     max_limit: int = Field(100, ge=1)
     max_events_per_request: int = Field(1000, ge=1)
-    default_radius_km: float = Field(5.0, gt=0)
     max_radius_km: float = Field(100.0, gt=0)
-    candidates_per_source: int = Field(50, ge=1)
-    interest_tags: int = Field(8, ge=1)  # strongest interest tags a user's keyword/BM25 query uses
-    covisit_seed_items: int = Field(50, ge=1)  # most recent engaged items expanded by co-visitation
     min_topic_share: float = Field(0.1, ge=0, le=1)  # affinity for a topic to count as an interest
     # Surfaces whose feeds hold topic consistency. Clips: a soccer fan gets no baseball filler. Not places
     # by default: a map of one cuisine is no better for it (a jjajang regular still drinks coffee), and
@@ -559,6 +567,7 @@ class Settings(_Section):
     signals: SignalSettings = SignalSettings()
     streaming: StreamingSettings = StreamingSettings()
     extraction: ExtractionSettings = ExtractionSettings()
+    candidates: CandidateSettings = CandidateSettings()
     retrain: RetrainSettings = RetrainSettings()
     distill: DistillSettings = DistillSettings()
     serving: ServingSettings = ServingSettings()

@@ -98,12 +98,13 @@ def alias_name(settings: Settings, name: str) -> str:
     return f"{settings.opensearch.index_prefix}-{name}"
 
 
-def knn_vector_field(dimension: int) -> dict[str, Any]:
-    """A cosine HNSW vector field on the Lucene engine (the k-NN plugin from Maven has no native engines)."""
+def knn_vector_field(dimension: int, space_type: str = "cosinesimil") -> dict[str, Any]:
+    """An HNSW vector field on the Lucene engine (the k-NN plugin from Maven has no native engines), which
+    retrieves by ``space_type``: ``cosinesimil`` or ``innerproduct`` (Lucene engine, OpenSearch 2.13+)."""
     return {
         "type": "knn_vector",
         "dimension": dimension,
-        "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil",
+        "method": {"name": "hnsw", "engine": "lucene", "space_type": space_type,
                    "parameters": {"m": 16, "ef_construction": 128}},
     }
 

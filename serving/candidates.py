@@ -1,14 +1,16 @@
-"""Candidate sources, scored exactly as batch scores them, at as little OpenSearch work per request as possible.
+"""Candidate sources as batch has them, at as little OpenSearch work per request as possible.
 
-The ranker was trained on batch candidates (:mod:`hybridrec.batch.candidates`), so each source's
-score here is the same formula: ``als`` = user factors · item factors (k-NN finds the neighbours,
-the dot product is recomputed from the item vectors), ``content`` = cosine of content vectors
-(Lucene reports (1 + cos) / 2) or, without vectors, topic affinity × (log1p(popularity) + 1e-3),
-``popular`` = log1p(popularity), ``geo`` = (log1p(popularity) + 1) / (1 + distance / radius),
-``graph`` = the precomputed BSPM list of the user document, ``covisit`` = the sum of the published
-neighbour scores of the user's engaged items. Two sources exist only online and have no ranker
-feature: ``keyword`` (BM25 on the user's interest tags and search words) and ``trending``; they widen recall and the
-ranker judges their items by the profile features.
+The ranker was trained on batch candidates (:mod:`hybridrec.batch.candidates`), so OpenSearch only
+finds each source's items here: every score is recomputed from the published documents with the
+formulas of :mod:`hybridrec.features.candidates`, and :func:`~hybridrec.features.candidates.pool`
+makes the lists, ranks and the pool exactly as batch does. ``als`` = user factors · item factors (the
+k-NN index retrieves by that inner product), ``content`` = cosine of content vectors or, without
+vectors, topic affinity × popularity, ``popular``, ``trending``, ``geo`` = popularity by distance,
+``keyword`` = the interest weights of the item's tags, ``graph`` = the published BSPM list of the user
+document, ``covisit`` = the published neighbour scores of the user's seeds. Request-time context has
+no batch counterpart and widens a source: the request's location (geo), the session interest vector
+(content, the better cosine of the two), recent engaged items (covisit seeds) and search words (keyword,
+then scored by BM25 plus the tag weights).
 
 Where the time goes decides the shape. Per request OpenSearch runs only what depends on the user —
 k-NN, BM25 and the geo ring — in one ``_msearch`` that returns ids and scores, no documents: the
@@ -35,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from hybridrec.features.documents import item_profile_from_document
-from hybridrec.features.ranking import SOURCES, ItemProfile, haversine_km
+from hybridrec.features import candidates as formulas
+from hybridrec.features.documents import CF_SPACE, item_profile_from_document
+from hybridrec.features.ranking import ItemProfile, haversine_km
 from hybridrec.serving.store import ServingStore
 
 log = logging.getLogger(__name__)
@@ -46,10 +49,8 @@ ITEM_FIELDS = ["item_id", "topic_path", "predicted_topic_path", "tags", "popular
                "close_minute", "keywords"]
 CACHED_FIELDS = [*ITEM_FIELDS, "covisit"]
 VECTOR_FIELDS = ("cf_vector", "content_vector")
-SERVING_ONLY_SOURCES = ("keyword", "trending")
-CONTENT_TOPIC_EPSILON = 1e-3  # batch ContentSource's weight floor for zero-popularity items
 ITEM_CACHE_SIZE = 200_000  # documents per worker, ~1 KB each with a 64-d vector: a whole catalogue of this size
-RRF_K = 60  # reciprocal-rank fusion constant
+BY_SCORE = {"sort": ["_score", {"item_id": "asc"}], "track_scores": True}  # ties as the pool breaks them
 IDS_ONLY = {"stored_fields": "_none_", "docvalue_fields": ["item_id"]}  # hits carry fields.item_id and the score
 
 
@@ -65,7 +66,7 @@ class CandidateRequest:
     user_id: str
     surface: str
     index: str                                      # the concrete items index of the served run
-    depth: int
+    depth: int                                      # each source's list (candidates.per_source)
     exclude: frozenset[str]                         # seen, engaged and skipped items
     cf_vector: list[float] | None = None
     content_vectors: tuple[list[float], ...] = ()   # long-term profile, short-term session interest
@@ -73,10 +74,11 @@ class CandidateRequest:
     interest_tags: Mapping[str, float] = field(default_factory=dict)
     interest_keywords: tuple[str, ...] = ()         # words of recent interest searches (open-world)
     graph: tuple[tuple[str, float], ...] = ()
-    covisit_seeds: tuple[str, ...] = ()
+    covisit_seeds: tuple[str, ...] = ()             # recent engaged items first, then the published seeds
     location: tuple[float, float] | None = None
     radius_km: float = 5.0
     item_filter: tuple[dict[str, Any], ...] = ()    # business filters every source applies (e.g. regions)
+    exact_vectors: bool = False                     # als and content by exact scoring, not HNSW (candidates.*)
 
     @property
     def regions(self) -> set[str]:
@@ -89,22 +91,15 @@ class CandidateRequest:
         return wanted + min(len(self.exclude), 2 * self.depth)
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks by descending value, ties in order of appearance, NaN for NaN (pandas' ``method="first"``)."""
-    ranks = np.full(len(values), np.nan)
-    present = np.flatnonzero(~np.isnan(values))
-    order = present[np.argsort(-values[present], kind="stable")]
-    ranks[order] = np.arange(1, len(order) + 1)
-    return ranks
-
-
 @dataclass
 class Candidates:
-    """Each source's scores and the documents (and ranker profiles) of every proposed item."""
+    """Each source's scores and the documents (and ranker profiles) of every proposed item; after
+    :meth:`pool`, only the pooled items and their candidate columns."""
 
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     profiles: dict[str, ItemProfile] = field(default_factory=dict)
+    columns: dict[str, np.ndarray] | None = None
 
     def add(self, source: str, hits: Iterable[tuple[str, float, dict[str, Any] | None]]) -> None:
         bucket = self.scores.setdefault(source, {})
@@ -118,39 +113,25 @@ class Candidates:
         return [s for s, scores in self.scores.items() if item_id in scores]
 
     def counts(self) -> dict[str, int]:
-        return {source: len(scores) for source, scores in self.scores.items()}
+        return {source: len(scores) for source, scores in self.scores.items() if scores}
 
-    def _values(self, source: str, ids: list[str]) -> np.ndarray:
-        scores = self.scores.get(source, {})
-        return np.array([scores.get(i, np.nan) for i in ids], dtype=float)
+    def pool(self, user_id: str, depth: int, size: int) -> None:
+        """Keep each source's ``depth`` best items and of their union the ``size`` of highest fused rank
+        (:func:`hybridrec.features.candidates.pool`, as batch does); items outside the pool go."""
+        rows = [(source, item_id, score) for source, bucket in self.scores.items()
+                for item_id, score in bucket.items() if item_id in self.items]
+        sources, ids, values = (list(c) for c in zip(*rows)) if rows else ([], [], [])
+        self.columns = formulas.pool([user_id] * len(rows), sources, ids, values, depth, size)
+        self.restrict(set(self.columns["item_id"]))
+        for source, bucket in self.scores.items():  # only listed items keep a source (its rank is not NaN)
+            ranks = dict(zip(self.columns["item_id"], self.columns[f"{source}_rank"]))
+            self.scores[source] = {i: v for i, v in bucket.items() if not math.isnan(ranks[i])}
 
-    def frame(self, user_id: str) -> dict[str, np.ndarray]:
-        """Candidate columns for :func:`~hybridrec.features.ranking.feature_matrix`: one row per item with
-        ``<source>_score``/``<source>_rank`` (1-based by score) for the ranker's sources."""
-        ids = list(self.items)
-        columns = {"user_id": np.full(len(ids), user_id, dtype=object), "item_id": np.array(ids, dtype=object)}
-        for source in SOURCES:
-            values = self._values(source, ids)
-            columns[f"{source}_score"], columns[f"{source}_rank"] = values, _ranks(values)
-        return columns
-
-    def fused(self, ids: list[str]) -> np.ndarray:
-        """Reciprocal-rank fusion over every source (serving-only ones too): Σ 1 / (RRF_K + rank), ranks
-        as :func:`_ranks` gives them over ``ids``; walks each source's own scores, not every id per source."""
-        position = {item_id: n for n, item_id in enumerate(ids)}
-        total = np.zeros(len(ids))
-        for scores in self.scores.values():
-            present = sorted((-v, position[i]) for i, v in scores.items() if i in position)
-            for rank, (_, n) in enumerate(present, start=1):
-                total[n] += 1.0 / (RRF_K + rank)
-        return total
-
-    def cap(self, size: int) -> None:
-        """Keep the ``size`` items the sources agree on most (fused rank): the ranker's cost grows with rows."""
-        if len(self.items) > size:
-            ids = list(self.items)
-            keep = {ids[i] for i in np.argsort(-self.fused(ids), kind="stable")[:size]}
-            self.restrict(keep)
+    def frame(self) -> dict[str, np.ndarray]:
+        """Candidate columns for :func:`~hybridrec.features.ranking.feature_matrix`, rows in fused order."""
+        if self.columns is None:
+            raise RuntimeError("candidates are framed once pooled")
+        return self.columns
 
     def restrict(self, keep: set[str]) -> None:
         """Drop every item not in ``keep`` (excluded, filtered or without a document)."""
@@ -280,14 +261,15 @@ class GlobalLists:
         return fetched[1]
 
     def _fetch(self, index: str) -> Shared:
-        by_popularity = [{"popularity": {"order": "desc"}}]
+        by_popularity = [{"popularity": {"order": "desc"}}, {"item_id": "asc"}]  # ties as the pool breaks them
         trending_score = "doc['trending'].value * Math.log1p(doc['popularity'].value)"
         fields = {**IDS_ONLY, "docvalue_fields": ["item_id", "region"]}
         per_topic = {"size": min(self.size, self.MAX_PER_TOPIC), "sort": by_popularity, **fields}
         popular, trending, topics = self.store.msearch_responses(index, [
             {"size": self.size, "sort": by_popularity, "query": {"match_all": {}}, **fields},
-            {"size": self.size, "query": {"script_score": {"query": {"match_all": {}},
-                                                           "script": {"source": trending_score}}}, **fields},
+            {"size": self.size, **BY_SCORE,
+             "query": {"script_score": {"query": {"range": {"trending": {"gt": 0}}},
+                                        "script": {"source": trending_score}}}, **fields},
             {"size": 0, "aggs": {"topics": {"terms": {"field": "topic_path", "size": self.MAX_TOPICS},
                                             "aggs": {"top": {"top_hits": per_topic}}}}},
         ])
@@ -296,48 +278,65 @@ class GlobalLists:
             return (hit["fields"].get("region") or [None])[0]
 
         return Shared(
-            popular=[(hit_id(h), math.log1p(float(h["sort"][0])), region(h)) for h in popular["hits"]["hits"]],
+            popular=[(hit_id(h), formulas.popular_score(float(h["sort"][0])), region(h))
+                     for h in popular["hits"]["hits"]],
             trending=[(hit_id(h), float(h["_score"]), region(h)) for h in trending["hits"]["hits"]],
             by_topic={b["key"]: [(hit_id(h), float(h["sort"][0]), region(h)) for h in b["top"]["hits"]["hits"]]
                       for b in topics["aggregations"]["topics"]["buckets"]})
 
 
-def _keyword_query(request: CandidateRequest, labels: Mapping[str, str]) -> dict[str, Any]:
-    """BM25 over the item text for the interest tags' words and the user's own search words, plus exact
-    tag matches weighted by interest."""
-    tags = sorted(request.interest_tags.items(), key=lambda kv: -kv[1])
-    should: list[dict[str, Any]] = [{"term": {"tags": {"value": t, "boost": max(w, 1e-3)}}} for t, w in tags]
-    words = " ".join([*(labels.get(t, t.rsplit("/", 1)[-1].replace("_", " ")) for t, _ in tags),
-                      *request.interest_keywords])
-    should.append({"multi_match": {"query": words, "fields": ["title", "text", "keywords"]}})
+def _keyword_query(request: CandidateRequest) -> dict[str, Any]:
+    """Items carrying the interest tags, each matched tag adding its interest weight (a ``constant_score``
+    per tag: the score batch computes), plus BM25 over the item text for the user's recent search words."""
+    should: list[dict[str, Any]] = [{"constant_score": {"filter": {"term": {"tags": t}}, "boost": w}}
+                                    for t, w in sorted(request.interest_tags.items()) if w > 0]
+    if request.interest_keywords:
+        should.append({"multi_match": {"query": " ".join(request.interest_keywords),
+                                       "fields": ["title", "text", "keywords"]}})
     query = {"bool": {"should": should, "minimum_should_match": 1, "filter": list(request.item_filter)}}
-    return {"size": request.fetch_size(request.depth), "query": query, **IDS_ONLY}
+    return {"size": request.fetch_size(request.depth), **BY_SCORE, "query": query, **IDS_ONLY}
 
 
-def _knn(field_name: str, vector: list[float], request: CandidateRequest) -> dict[str, Any]:
+def _knn(field_name: str, space_type: str, vector: list[float], request: CandidateRequest) -> dict[str, Any]:
+    """The nearest items by ``space_type``: exactly (the k-NN plugin's ``knn_score`` script over every
+    unseen item, so the list is batch's) or, with ``exact_vectors`` off, by the HNSW graph (approximate:
+    the list may miss an item of the exact top; for catalogues too large to scan per request)."""
     size = request.fetch_size(request.depth)
+    if request.exact_vectors:
+        candidates = {"bool": {"filter": [{"exists": {"field": field_name}}, *request.item_filter],
+                               "must_not": [{"ids": {"values": sorted(request.exclude)}}]}}
+        script = {"source": "knn_score", "lang": "knn",
+                  "params": {"field": field_name, "query_value": vector, "space_type": space_type}}
+        return {"size": size, **BY_SCORE, "query": {"script_score": {"query": candidates, "script": script}},
+                **IDS_ONLY}
     query: dict[str, Any] = {"vector": vector, "k": size}
     if request.item_filter:
         query["filter"] = {"bool": {"filter": list(request.item_filter)}}
     return {"size": size, "query": {"knn": {field_name: query}}, **IDS_ONLY}
 
 
-def build_queries(request: CandidateRequest, labels: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+GEO_SCORE = ("(Math.log1p(doc['popularity'].value) + 1.0)"
+             " / (1.0 + doc['location'].arcDistance(params.lat, params.lon) / 1000.0 / params.radius_km)")
+"""The geo source's score (:func:`hybridrec.features.candidates.geo_score`) in Painless: it orders the ring."""
+
+
+def build_queries(request: CandidateRequest) -> dict[str, dict[str, Any]]:
     """One search body per per-user source that has something to go on, keyed by a query name.
     Every body returns ids (from doc values) and scores only; documents come from the item cache."""
     queries: dict[str, dict[str, Any]] = {}
     if request.cf_vector:
-        queries["als"] = _knn("cf_vector", request.cf_vector, request)
+        queries["als"] = _knn("cf_vector", CF_SPACE, request.cf_vector, request)
     for n, vector in enumerate(request.content_vectors):
-        queries[f"content:{n}"] = _knn("content_vector", vector, request)
+        queries[f"content:{n}"] = _knn("content_vector", "cosinesimil", vector, request)
     if request.interest_tags or request.interest_keywords:
-        queries["keyword"] = _keyword_query(request, labels)
+        queries["keyword"] = _keyword_query(request)
     if request.surface == "place" and request.location is not None:
         lat, lon = request.location
         ring = {"geo_distance": {"distance": f"{request.radius_km}km", "location": {"lat": lat, "lon": lon}}}
-        # the most popular places in the ring, re-scored with their distance below: a wider ring than depth
-        queries["geo"] = {"size": request.fetch_size(request.depth * 4), "sort": [{"popularity": {"order": "desc"}}],
-                          "query": {"bool": {"filter": [*request.item_filter, ring]}}, **IDS_ONLY}
+        script = {"source": GEO_SCORE, "params": {"lat": lat, "lon": lon, "radius_km": request.radius_km}}
+        queries["geo"] = {"size": request.fetch_size(request.depth), **BY_SCORE,
+                          "query": {"script_score": {"query": {"bool": {"filter": [*request.item_filter, ring]}},
+                                                     "script": script}}, **IDS_ONLY}
     return queries
 
 
@@ -345,46 +344,71 @@ def _dot(a: np.ndarray | None, b: np.ndarray | None) -> float:
     return float(np.dot(a, b)) if a is not None and b is not None and len(a) == len(b) else math.nan
 
 
-def covisit_scores(seed_docs: Iterable[dict[str, Any]], exclude: frozenset[str], depth: int) -> dict[str, float]:
-    """Sum of the seeds' published neighbour scores per item, top ``depth``."""
+def covisit_scores(seed_docs: Iterable[dict[str, Any]], exclude: frozenset[str]) -> dict[str, float]:
+    """Sum of the seeds' published neighbour scores per item."""
     totals: dict[str, float] = {}
     for doc in seed_docs:
         for neighbour in doc.get("covisit") or ():
             item_id = neighbour["item_id"]
             if item_id not in exclude:
                 totals[item_id] = totals.get(item_id, 0.0) + float(neighbour["score"])
-    return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:depth])
+    return totals
 
 
 def shared_sources(shared: Shared, request: CandidateRequest) -> dict[str, list[tuple[str, float]]]:
-    """Popular, trending and (without content vectors) topic-affinity candidates, from the shared lists."""
+    """Popular, trending and (without content vectors) topic-affinity candidates from the shared lists,
+    scored from the lists (:func:`gather` re-scores them from the documents)."""
     regions = request.regions
 
-    def top(ranked: Iterable[tuple[str, float, str | None]]) -> list[tuple[str, float]]:
-        kept = [(i, s) for i, s, region in ranked if i not in request.exclude and (not regions or region in regions)]
-        return sorted(kept, key=lambda kv: -kv[1])[:request.depth]
+    def kept(ranked: Iterable[tuple[str, float, str | None]]) -> list[tuple[str, float]]:
+        found = [(i, s) for i, s, region in ranked if i not in request.exclude and (not regions or region in regions)]
+        return sorted(found, key=lambda kv: -kv[1])
 
-    out = {"popular": top(shared.popular), "trending": top(shared.trending)}
+    out = {"popular": kept(shared.popular), "trending": kept(shared.trending)}
     leaf_affinity = {t: a for t, a in request.topic_affinity.items() if a > 0 and t in shared.by_topic}
     if not request.content_vectors and leaf_affinity:
-        out["content"] = top((i, a * (math.log1p(popularity) + CONTENT_TOPIC_EPSILON), region)
-                             for t, a in leaf_affinity.items() for i, popularity, region in shared.by_topic[t])
+        out["content"] = kept((i, formulas.topic_score(a, popularity), region)
+                              for t, a in leaf_affinity.items() for i, popularity, region in shared.by_topic[t])
     return out
 
 
-def gather(store: ServingStore, cache: ItemCache, shared_lists: GlobalLists, request: CandidateRequest,
-           labels: Mapping[str, str]) -> Candidates:
-    """Every source: one ``_msearch`` for the per-user ones, the shared lists, and the item cache for documents."""
-    queries = build_queries(request, labels)
+def _cosine(a: np.ndarray, b: Any) -> float:
+    if b is None or len(a) != len(b):
+        return math.nan
+    b = np.asarray(b, dtype=np.float64)
+    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.dot(a, b)) / norms if norms > 0 else math.nan
+
+
+def _rescored(source: str, doc: dict[str, Any], score: float, request: CandidateRequest,
+              user_cf: np.ndarray | None, user_content: list[np.ndarray]) -> float:
+    """The source's score of an item from its document (the formulas batch computes), or, for what only
+    the request knows (search words), the score OpenSearch gave."""
+    popularity = float(doc.get("popularity", 0.0))
+    if source == "als":
+        return _dot(user_cf, doc.get("cf_vector"))
+    if source == "content":
+        if user_content:
+            return max(_cosine(v, doc.get("content_vector")) for v in user_content)
+        return formulas.topic_score(request.topic_affinity.get(doc.get("topic_path", ""), 0.0), popularity)
+    if source == "popular":
+        return formulas.popular_score(popularity)
+    if source == "trending":
+        value = formulas.trending_score(float(doc.get("trending", 0.0)), popularity)
+        return value if value > 0 else math.nan
+    if source == "keyword" and not request.interest_keywords:
+        return formulas.keyword_score(request.interest_tags, doc.get("tags") or ())
+    return score  # graph and covisit: published scores; keyword with search words: BM25 + tag weights
+
+
+def gather(store: ServingStore, cache: ItemCache, shared_lists: GlobalLists, request: CandidateRequest) -> Candidates:
+    """Every source: one ``_msearch`` for the per-user ones, the shared lists, and the item cache for
+    documents; each found item re-scored from its document. Not pooled yet (:meth:`Candidates.pool`)."""
+    queries = build_queries(request)
     results = dict(zip(queries, store.msearch(request.index, list(queries.values()))))
     proposed: dict[str, list[tuple[str, float]]] = shared_sources(shared_lists.get(request.index), request)
     for name, hits in results.items():
-        source = name.split(":", 1)[0]
-        if source == "content":
-            scored = [(hit_id(h), 2.0 * float(h["_score"]) - 1.0) for h in hits]  # Lucene cosinesimil → cosine
-        else:  # als and geo are re-scored from the documents below; keyword's BM25 is its score
-            scored = [(hit_id(h), float(h["_score"] or 0.0)) for h in hits]
-        proposed.setdefault(source, []).extend(scored)
+        proposed.setdefault(name.split(":", 1)[0], []).extend((hit_id(h), float(h["_score"] or 0.0)) for h in hits)
     if request.graph:
         proposed["graph"] = list(request.graph)
 
@@ -392,21 +416,20 @@ def gather(store: ServingStore, cache: ItemCache, shared_lists: GlobalLists, req
     entries = cache.get(request.index, wanted + list(request.covisit_seeds))
     if request.covisit_seeds:
         seeds = [entries[i][0] for i in request.covisit_seeds if i in entries]
-        proposed["covisit"] = list(covisit_scores(seeds, request.exclude, request.depth).items())
+        proposed["covisit"] = list(covisit_scores(seeds, request.exclude).items())
         entries.update(cache.get(request.index, [i for i, _ in proposed["covisit"] if i not in entries]))
 
     out = Candidates()
     docs = {i: e[0] for i, e in entries.items()}
     user_cf = np.asarray(request.cf_vector, dtype=np.float64) if request.cf_vector else None
+    user_content = [np.asarray(v, dtype=np.float64) for v in request.content_vectors]
     for source, ranked in proposed.items():
         ranked = [(i, s) for i, s in ranked if i in docs and i not in request.exclude]
-        if source == "als":
-            out.add("als", ((i, _dot(user_cf, docs[i].get("cf_vector")), docs[i]) for i, _ in ranked[:request.depth]))
-        elif source == "geo":
+        if source == "geo":
             out.add("geo", _geo_scores([(i, docs[i]) for i, _ in ranked], request))
-        else:  # sorted: one content query per vector may have proposed the same source
-            ranked.sort(key=lambda kv: -kv[1])
-            out.add(source, ((i, s, docs[i]) for i, s in ranked[:request.depth]))
+        else:
+            out.add(source, ((i, _rescored(source, docs[i], s, request, user_cf, user_content), docs[i])
+                             for i, s in ranked))
     regions = request.regions
     out.restrict({i for i, d in out.items.items() if not regions or d.get("region") in regions})
     out.profiles = {i: entries[i][1] for i in out.items}
@@ -421,7 +444,6 @@ def _geo_scores(docs: list[tuple[str, dict[str, Any]]], request: CandidateReques
     item_lat = np.array([d["location"]["lat"] for _, d in located])
     item_lon = np.array([d["location"]["lon"] for _, d in located])
     distance = haversine_km(np.full(len(located), lat), np.full(len(located), lon), item_lat, item_lon)
-    popularity = np.log1p([float(d.get("popularity", 0.0)) for _, d in located])
-    scores = (popularity + 1.0) / (1.0 + distance / request.radius_km)
-    ranked = sorted(zip(located, scores, distance), key=lambda p: -p[1])[:request.depth]
-    return [(i, float(s), d) for (i, d), s, km in ranked if km <= request.radius_km]
+    popularity = np.array([float(d.get("popularity", 0.0)) for _, d in located])
+    scores = formulas.geo_score(popularity, distance, request.radius_km)
+    return [(i, float(s), d) for (i, d), s, km in zip(located, scores, distance) if km <= request.radius_km]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hybridrec.features import candidates
 from hybridrec.features.ranking import UserProfile
 from hybridrec.features.segments import user_segment
 
@@ -32,14 +33,9 @@ def search_keywords(context: Mapping[str, Any] | None, limit: int) -> tuple[str,
 
 def interest_tags(profile: UserProfile, context: Mapping[str, Any] | None, limit: int) -> dict[str, float]:
     """Published interest tags (engaged topics + past interest queries) and recent search tags, each
-    part normalised to sum 1 so neither drowns the other; the ``limit`` strongest."""
-    merged: dict[str, float] = {}
-    for part in (dict(profile.interest_tags), search_interests(context)):
-        total = sum(part.values())
-        for tag, weight in part.items():
-            if total > 0:
-                merged[tag] = merged.get(tag, 0.0) + weight / total
-    return dict(sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:limit])
+    part normalised to sum 1 so neither drowns the other; the ``limit`` strongest (the batch keyword
+    source reads the published part the same way)."""
+    return candidates.interest_tags(profile.interest_tags, search_interests(context), limit)
 
 
 def segment(profile: UserProfile, has_cf_vector: bool, tags: Mapping[str, float],

@@ -3,7 +3,7 @@
 * queue: from reaching the app to the pipeline's start (waiting for a slot, the thread hop);
 * load: the user's published document and real-time context, one ``_mget``;
 * candidates: the per-user sources in one ``_msearch``, the shared lists and the item cache
-  (:mod:`hybridrec.serving.candidates`), capped to the ``RANKED_POOL`` the sources agree on most;
+  (:mod:`hybridrec.serving.candidates`), pooled as the retrain pools them (:mod:`hybridrec.features.candidates`);
 * rank: :func:`hybridrec.features.ranking.feature_matrix` — the batch feature code — and the
   LightGBM ranker of the run the index was published by (or the experiment variant's);
 * rules: seen/skipped removal, topic consistency, opening hours, caps and MMR diversity;
@@ -36,13 +36,12 @@ from hybridrec.experiments import assign
 from hybridrec.serving.fallback import FallbackFeed
 from hybridrec.serving.metrics import ServingMetrics
 from hybridrec.serving.models import ModelUnavailable, RankerRegistry, ServedModel
-from hybridrec.serving.reasons import reason, tag_label
+from hybridrec.serving.reasons import reason
 from hybridrec.serving.store import ServingStore
 from hybridrec.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
-RANKED_POOL = 150  # candidates the ranker scores (at least 3 × the feed's limit): its cost grows with rows
 UNAVAILABLE = (OpenSearchException, LookupError, ModelUnavailable)
 
 
@@ -99,9 +98,9 @@ class FeedPipeline:
         self.settings, self.cfg = settings, settings.serving
         self.store, self.rankers, self.fallback = store, rankers, fallback
         self.metrics, self.taxonomy = metrics, taxonomy
-        self.labels = {t.path: tag_label(taxonomy, t.path) for t in taxonomy.tags}
         self.items, self.warm_item_cache = ItemCache(store), warm_item_cache
-        self.global_lists = GlobalLists(store, self.cfg.model_check_interval_s, self.cfg.candidates_per_source * 3)
+        self.pool_cfg = settings.candidates
+        self.global_lists = GlobalLists(store, self.cfg.model_check_interval_s, self.pool_cfg.per_source * 3)
 
     def variant(self, user_id: str) -> ExperimentVariant:
         return assign(self.cfg.experiment_name, self.cfg.experiments, user_id)
@@ -121,8 +120,7 @@ class FeedPipeline:
             with stages.stage("load"):
                 state = self._load(query, model)
             with stages.stage("candidates"):
-                candidates = gather(self.store, self.items, self.global_lists, state.request, self.labels)
-                candidates.cap(max(RANKED_POOL, 3 * query.limit))
+                candidates = self._candidates(query, state)
             for source, count in candidates.counts().items():
                 self.metrics.candidates.labels(query.surface, source).inc(count)
             with stages.stage("rank"):
@@ -148,9 +146,26 @@ class FeedPipeline:
         users = self.store.msearch(self.store.users_index(surface), [probe])[0]
         query = FeedQuery(users[0]["_id"] if users else "warm-up", surface, self.cfg.default_limit)
         state = self._load(query, model)
-        candidates = gather(self.store, self.items, self.global_lists, state.request, self.labels)
-        candidates.cap(max(RANKED_POOL, 3 * query.limit))
+        candidates = self._candidates(query, state)
         self._rank(query, state, candidates, model, self.variant(query.user_id))
+
+    def pool(self, query: FeedQuery, now: datetime) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The candidate columns and ranker features of ``query`` as of ``now``, as a feed computes them:
+        what the parity test compares with the retrain's rows for the same user and time."""
+        state = self._load(query, self.rankers.served(query.surface))
+        candidates = self._candidates(query, state)
+        return candidates.frame(), self._features(query, state, candidates, now)
+
+    def _candidates(self, query: FeedQuery, state: UserState) -> Candidates:
+        """Every source's items, pooled as in batch. A feed asking for more than a third of the pool gets a
+        deeper cut of the same fused order (ranks are the sources' own, so no row's features change)."""
+        candidates = gather(self.store, self.items, self.global_lists, state.request)
+        candidates.pool(query.user_id, self.pool_cfg.per_source, max(self.pool_cfg.pool_size, 3 * query.limit))
+        return candidates
+
+    def _features(self, query: FeedQuery, state: UserState, candidates: Candidates, now: datetime) -> np.ndarray:
+        location = {query.user_id: query.location} if query.location else None
+        return feature_matrix(candidates.frame(), {query.user_id: state.profile}, candidates.profiles, now, location)
 
     def _model(self, surface: str, variant: ExperimentVariant) -> ServedModel:
         served = self.rankers.served(surface)
@@ -166,24 +181,26 @@ class FeedPipeline:
         skipped = {e["item_id"] for e in (context or {}).get("skipped", ()) if e.get("surface") == query.surface}
         seen = list((user_doc or {}).get("seen", ()))
         exclude = frozenset(seen) | {e["item_id"] for e in recent} | skipped
-        seeds = list(dict.fromkeys([e["item_id"] for e in recent] + [i for i in seen if i not in skipped]))
+        published_seeds = [i for i in (user_doc or {}).get("covisit_seeds", ()) if i not in skipped]
+        seeds = list(dict.fromkeys([e["item_id"] for e in recent] + published_seeds))
         content_vectors = [v for v in (profile.content_vector, ((context or {}).get("interest") or {}).get("vector"))
                            if v and model.content_dim and len(v) == model.content_dim]
         if profile.content_vector:  # an array once here, not a list converted per candidate by the features
             profile = replace(profile, content_vector=np.asarray(profile.content_vector, dtype=np.float64))
         location = query.location or (
             (profile.lat, profile.lon) if profile.lat is not None and profile.lon is not None else None)
-        tags = cold_start.interest_tags(profile, context, self.cfg.interest_tags)
-        keywords = cold_start.search_keywords(context, self.cfg.interest_tags)
+        tags = cold_start.interest_tags(profile, context, self.pool_cfg.interest_tags)
+        keywords = cold_start.search_keywords(context, self.pool_cfg.interest_tags)
         cf_vector = (user_doc or {}).get("cf_vector")
         region_filter = ({"terms": {"region": list(self.cfg.regions)}},) if query.surface == "place" and self.cfg.regions else ()
         request = CandidateRequest(
             user_id=query.user_id, surface=query.surface, index=model.items_index,
-            depth=self.cfg.candidates_per_source, exclude=exclude, cf_vector=cf_vector, content_vectors=tuple(content_vectors),
+            depth=self.pool_cfg.per_source, exclude=exclude, cf_vector=cf_vector, content_vectors=tuple(content_vectors),
             topic_affinity={t: a for t, a in profile.topic_affinity.items() if "/" in t or t in self.taxonomy},
             interest_tags=tags, interest_keywords=keywords, graph=tuple((g["item_id"], float(g["score"])) for g in (user_doc or {}).get("graph_candidates", ())),
-            covisit_seeds=tuple(seeds[: self.cfg.covisit_seed_items]), location=location,
-            radius_km=query.radius_km or self.cfg.default_radius_km, item_filter=region_filter)
+            covisit_seeds=tuple(seeds[: self.pool_cfg.covisit_seed_items]), location=location,
+            radius_km=query.radius_km or self.pool_cfg.geo_radius_km, item_filter=region_filter,
+            exact_vectors=self.pool_cfg.exact_vectors)
         segment = cold_start.segment(profile, bool(cf_vector), tags, context, keywords,
                                      self.settings.retrain.heavy_user_items)
         return UserState(profile, context, request, segment, cold_start.search_interests(context))
@@ -192,14 +209,11 @@ class FeedPipeline:
               variant: ExperimentVariant) -> list[tuple[str, float]]:
         if not candidates.items:
             return []
-        frame = candidates.frame(query.user_id)
+        frame = candidates.frame()
         if variant.use_ranker:
-            location = {query.user_id: query.location} if query.location else None
-            features = feature_matrix(frame, {query.user_id: state.profile}, candidates.profiles,
-                                      datetime.now(timezone.utc), location)
-            scores = model.ranker.score(features)
+            scores = model.ranker.score(self._features(query, state, candidates, datetime.now(timezone.utc)))
         else:
-            scores = candidates.fused(list(frame["item_id"]))
+            scores = frame["fused"]
         order = np.argsort(-scores, kind="stable")
         ids = frame["item_id"]
         return [(ids[i], float(scores[i])) for i in order]
@@ -257,7 +271,7 @@ class FeedPipeline:
         places = query.surface == "place"
         with stages.stage("fallback"):
             picked = self.fallback.items(query.surface, query.limit, location or query.location,
-                                         query.radius_km or self.cfg.default_radius_km,
+                                         query.radius_km or self.pool_cfg.geo_radius_km,
                                          self.cfg.regions if places else (), exclude)
         if not picked:
             raise FeedUnavailable(f"{why} and no fallback list at {self.fallback.path}") from cause

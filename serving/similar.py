@@ -1,4 +1,5 @@
-"""Items like a given item: k-NN on its content vector when published, else on its CF factors."""
+"""Items like a given item: k-NN on its content vector (cosine) when published, else on its CF factors
+(inner product, the metric the CF index retrieves by)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ from hybridrec.serving.candidates import ITEM_FIELDS
 from hybridrec.serving.reasons import tag_label
 from hybridrec.serving.store import ServingStore
 from hybridrec.taxonomy import Taxonomy
+
+
+def _similarity(field_name: str, lucene_score: float) -> float:
+    """Lucene's k-NN score back to the similarity compared: cosine from (1 + cos) / 2 for content vectors,
+    the inner product from 1 + dot (dot >= 0) or 1 / (1 - dot) (dot < 0) for CF factors."""
+    if field_name == "content_vector":
+        return 2 * lucene_score - 1
+    return lucene_score - 1 if lucene_score >= 1 else 1 - 1 / lucene_score
 
 
 class SimilarItems:
@@ -36,7 +45,7 @@ class SimilarItems:
         for hit in hits:
             doc = hit["_source"]
             shared = [tag_label(self.taxonomy, t) for t in doc.get("tags") or () if t in own]
-            items.append({"item_id": hit["_id"], "score": round(2 * float(hit["_score"]) - 1, 6),
+            items.append({"item_id": hit["_id"], "score": round(_similarity(field_name, float(hit["_score"])), 6),
                           "title": doc.get("title"), "topic_path": doc.get("topic_path"),
                           "reason": f"also about {', '.join(repr(s) for s in shared[:2])}" if shared
                           else "liked by the same people"})

@@ -32,7 +32,7 @@ def test_features_survive_the_publish_round_trip():
                                "geo_score": [np.nan, 2.0, np.nan, np.nan], "geo_rank": [np.nan, 1, np.nan, np.nan]})
     offline = feature_frame(candidates, users, items, now=NOW)
 
-    published_users = {u: user_profile_from_document(user_document(p, [0.1, 0.2], [], [], "run"))
+    published_users = {u: user_profile_from_document(user_document(p, [0.1, 0.2], [], [], [], "run"))
                        for u, p in users.items()}
     published_items = {i: item_profile_from_document(item_document(p, "clip", {}, [0.3, 0.4], [], "run"))
                        for i, p in items.items()}

@@ -18,11 +18,11 @@ def test_search_words_make_a_searcher_and_a_bm25_query():
     assert cold_start.segment(UserProfile("u1"), False, {}, CONTEXT, (), heavy_items=10) == "new"
     request = CandidateRequest(user_id="u1", surface="clip", index="items", depth=10, exclude=frozenset(),
                                interest_keywords=keywords)
-    query = build_queries(request, labels={})["keyword"]["query"]["bool"]["should"]
+    query = build_queries(request)["keyword"]["query"]["bool"]["should"]
     assert query == [{"multi_match": {"query": "frieren season 2 장송의 프리렌",
                                       "fields": ["title", "text", "keywords"]}}]
 
 
 def test_no_tags_and_no_words_ask_no_keyword_query():
     request = CandidateRequest(user_id="u1", surface="clip", index="items", depth=10, exclude=frozenset())
-    assert "keyword" not in build_queries(request, labels={})
+    assert "keyword" not in build_queries(request)

@@ -104,29 +104,31 @@ def test_variant_assignment_is_deterministic_and_follows_weights():
 def test_covisit_sums_neighbour_scores_of_engaged_items_and_ranks_by_score():
     seeds = [{"covisit": [{"item_id": "a", "score": 0.5}, {"item_id": "b", "score": 0.2}]},
              {"covisit": [{"item_id": "b", "score": 0.4}, {"item_id": "seen", "score": 0.9}]}]
-    assert covisit_scores(seeds, frozenset({"seen"}), 10) == pytest.approx({"b": 0.6, "a": 0.5})
+    assert covisit_scores(seeds, frozenset({"seen"})) == pytest.approx({"b": 0.6, "a": 0.5})
     candidates = Candidates()
     candidates.add("covisit", [("a", 0.5, {}), ("b", 0.6, {})])
-    frame = pd.DataFrame(candidates.frame("u"))
+    candidates.pool("u", depth=10, size=10)
+    frame = pd.DataFrame(candidates.frame())
     assert frame.set_index("item_id")["covisit_rank"].to_dict() == {"a": 2.0, "b": 1.0}
     assert frame["als_score"].isna().all()
 
 
-def test_source_ranks_match_the_batch_rank_convention():
+def test_source_ranks_are_places_in_the_source_list_ties_by_item_id():
     candidates = Candidates()
-    candidates.add("als", [("a", 0.5, {}), ("b", 0.9, {}), ("c", 0.5, {})])
+    candidates.add("als", [("c", 0.5, {}), ("b", 0.9, {}), ("a", 0.5, {})])
     candidates.add("popular", [("d", 1.0, {})])
-    frame = pd.DataFrame(candidates.frame("u")).set_index("item_id")
-    expected = frame["als_score"].rank(ascending=False, method="first")
-    assert frame["als_rank"].equals(expected) and frame["als_rank"].to_dict()["b"] == 1.0
+    candidates.pool("u", depth=10, size=10)
+    frame = pd.DataFrame(candidates.frame()).set_index("item_id")
+    assert frame["als_rank"].dropna().to_dict() == {"b": 1.0, "a": 2.0, "c": 3.0}
 
 
-def test_cap_keeps_the_items_most_sources_agree_on():
+def test_pool_keeps_the_items_most_sources_agree_on_and_their_ranks_in_the_source_lists():
     candidates = Candidates()
     candidates.add("als", [("both", 0.5, {}), ("als-only", 0.9, {})])
     candidates.add("popular", [("both", 1.0, {}), ("pop-only", 2.0, {})])
-    candidates.cap(1)
+    candidates.pool("u", depth=10, size=1)
     assert list(candidates.items) == ["both"] and candidates.counts() == {"als": 1, "popular": 1}
+    assert candidates.frame()["als_rank"].tolist() == [2.0]  # its place in the als list, not in the pool
 
 
 def test_shared_lists_drop_excluded_items_and_other_regions_and_score_topics_like_batch():
@@ -159,3 +161,11 @@ def test_item_cache_reads_each_document_once_and_evicts_the_least_recent():
     cache.get("idx", ["c"])  # evicts b, the least recently used
     cache.get("idx", ["a", "b"])
     assert store.fetched[-1] == ["b"] and cache.get("idx", ["a"])["a"][1].topic_path == "t"
+
+
+def test_similar_items_report_the_similarity_each_vector_field_retrieves_by():
+    from hybridrec.serving.similar import _similarity
+
+    assert _similarity("content_vector", 0.95) == pytest.approx(0.9)  # Lucene cosine: (1 + cos) / 2
+    assert _similarity("cf_vector", 3.5) == pytest.approx(2.5)  # inner product: 1 + dot ...
+    assert _similarity("cf_vector", 0.25) == pytest.approx(-3.0)  # ... or 1 / (1 - dot) below zero
