@@ -367,7 +367,9 @@ class ProcessService(ABC):
         pid = self.start()
         self._wait_healthy(pid)
         self.on_healthy()
-        detail = self._probe()
+        # Probed again with the same patience: a node of a freshly formed cluster may drop out for a moment
+        # while its controllers settle (a Kafka broker fenced for a missed heartbeat re-registers).
+        detail = self._wait_healthy(pid)
         log.info("%s healthy: %s", self.name, detail)
         return self._status(pid, True, detail)
 
@@ -393,7 +395,8 @@ class ProcessService(ABC):
             raise ServiceError(f"port {self.ports[0]} not accepting connections")
         return self.probe()
 
-    def _wait_healthy(self, pid: int) -> None:
+    def _wait_healthy(self, pid: int) -> str:
+        """The probe's detail once it passes; raises after ``health_timeout_s`` of failures."""
         deadline = time.monotonic() + self.health_timeout_s
         last_error: Exception | None = None
         while time.monotonic() < deadline:
@@ -404,8 +407,7 @@ class ProcessService(ABC):
                 raise ServiceError(f"{self.name} (pid {pid}) exited during start-up; log {self.log_file}:\n"
                                    f"{tail(self.log_file)}")
             try:
-                self._probe()
-                return
+                return self._probe()
             except Exception as err:  # not up yet: keep polling until the deadline
                 last_error = err
             time.sleep(0.5)

@@ -2,7 +2,8 @@
 
 The small world is retrained and published (Spark, Iceberg, OpenSearch); then, for a sample of the
 users the retrain evaluated, the serving pipeline builds its pool from the published indices as of the
-retrain's cut-off, and it must be the batch pool: the same item ids, and the same feature matrix
+published run's cut-off (the refit's: the end of the label window), and it must be the pool batch
+computes from the same published models at that time: the same item ids, and the same feature matrix
 (every ``<source>_score``/``<source>_rank`` and profile feature) within float tolerance. A serving depth,
 pool cut or rank definition other than batch's changes the ids or the rank features; a k-NN metric other
 than the scored one changes the als ids; a source batch does not compute leaves NaN features where batch
@@ -15,9 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hybridrec.batch.candidates import surface_sources, top_candidates
 from hybridrec.batch.retrain import retrain_job
 from hybridrec.fallback import fallback_path
-from hybridrec.features.ranking import FEATURE_NAMES, SOURCES
+from hybridrec.features.ranking import FEATURE_NAMES, SOURCES, feature_frame
 from hybridrec.serving.fallback import FallbackFeed
 from hybridrec.serving.metrics import ServingMetrics
 from hybridrec.serving.models import RankerRegistry
@@ -63,15 +65,30 @@ def _sample(batch: pd.DataFrame) -> list[str]:
     return users[:: max(1, len(users) // SAMPLE_USERS)][:SAMPLE_USERS]
 
 
-def _compare(pipeline: FeedPipeline, run, surface: str, users: list[str]) -> tuple[list[str], dict[str, int], int]:
+def _published_pool(settings, run, surface: str, users: list[str]) -> pd.DataFrame:
+    """Batch's pool of ``users`` from the models the run published: the refit step's (every event to the end
+    of the label window), at that cut-off, through the same sources and cut the retrain uses."""
+    result, (users_p, items_p, _) = run["results"][surface], run["profiles"][surface]
+    data, pool = result.data, settings.candidates
+    sources = surface_sources(data, result.als.user_factors, result.als.item_factors, result.graph, result.covisit,
+                              pool)
+    index = np.array([data.user_index[u] for u in users if u in data.user_index])
+    candidates = top_candidates(sources, data, index, pool.per_source, pool.pool_size)
+    features = feature_frame(candidates, users_p, items_p, now=run["split"].label_end)
+    return pd.concat([candidates[["user_id", "item_id"]], features], axis=1)
+
+
+def _compare(pipeline: FeedPipeline, world, run, surface: str, users: list[str]
+             ) -> tuple[list[str], dict[str, int], int]:
     """Differences between the served and the batch pool of each user (ids, then features), how many
-    rows each source's rank was compared on, and how many pools were cut at ``pool_size``."""
-    batch = run["results"][surface].ranked
+    rows each source's rank was compared on, and how many pools were cut at ``pool_size``. Both are
+    taken at the published run's cut-off, the end of the label window."""
+    batch = _published_pool(world, run, surface, users)
     problems, listed, cut = [], {s: 0 for s in SOURCES}, 0
     for user in users:
         offline = batch[batch["user_id"] == user].set_index("item_id")
         query = FeedQuery(user, surface, pipeline.settings.serving.default_limit)
-        columns, features = pipeline.pool(query, now=run["split"].label_start)
+        columns, features = pipeline.pool(query, now=run["split"].label_end)
         online = pd.DataFrame(features, columns=list(FEATURE_NAMES), index=pd.Index(columns["item_id"]))
         only_online, only_offline = set(online.index) - set(offline.index), set(offline.index) - set(online.index)
         if only_online or only_offline:
@@ -94,8 +111,8 @@ def _compare(pipeline: FeedPipeline, run, surface: str, users: list[str]) -> tup
 
 
 @pytest.mark.parametrize("surface", ["place", "clip"])
-def test_serving_pool_and_features_equal_the_batch_pool_for_the_same_user_and_time(run, pipeline, surface):
-    problems, listed, cut = _compare(pipeline, run, surface, _sample(run["results"][surface].ranked))
+def test_serving_pool_and_features_equal_the_batch_pool_for_the_same_user_and_time(world, run, pipeline, surface):
+    problems, listed, cut = _compare(pipeline, world, run, surface, _sample(run["results"][surface].ranked))
     assert not problems, "\n".join(problems[:20])
     expected = [s for s in SOURCES if s != "geo" or surface == "place"]
     assert all(listed[s] > 0 for s in expected), f"sources never compared on {surface}: {listed}"
@@ -106,5 +123,5 @@ def test_serving_pool_and_features_equal_the_batch_pool_for_the_same_user_and_ti
 @pytest.mark.parametrize("skew", [{"per_source": 40}, {"pool_size": 120}])
 def test_the_comparison_catches_a_serving_pool_cut_other_than_batchs(world, run, skew):
     skewed = world.model_copy(update={"candidates": world.candidates.model_copy(update=skew)})
-    problems, _, _ = _compare(_pipeline(skewed), run, "clip", _sample(run["results"]["clip"].ranked)[:4])
+    problems, _, _ = _compare(_pipeline(skewed), world, run, "clip", _sample(run["results"]["clip"].ranked)[:4])
     assert problems, f"a serving pool with {skew} went unnoticed"
