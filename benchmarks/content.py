@@ -32,10 +32,9 @@ import pandas as pd
 from hybridrec.batch.extract import extract_job
 from hybridrec.batch.jobs import generate_world_job
 from hybridrec.batch.retrain import label_window_interactions, train_surfaces, user_segments
-from hybridrec.bench.retrain import own_lake
+from hybridrec.bench.retrain import BOOTSTRAP_SEED, LEVEL, SEGMENTS, own_lake
 from hybridrec.benchmarks import code_state, write_result
 from hybridrec.config import Settings
-from hybridrec.features.segments import SEGMENTS as USER_SEGMENTS
 from hybridrec.lake import Lake
 from hybridrec.models.ranking_metrics import paired_bootstrap, user_metrics
 from hybridrec.runinfo import new_run
@@ -44,9 +43,6 @@ log = logging.getLogger("hybridrec.bench.content")
 
 MODES = ("none", "extracted", "truth_tags")
 GAPS = (("extracted_minus_none", "extracted", "none"), ("truth_minus_extracted", "truth_tags", "extracted"))
-SEGMENTS = ("all", *USER_SEGMENTS)
-BOOTSTRAP_SEED = 0
-LEVEL = 0.95
 
 
 def run_benchmark(settings: Settings, bootstrap_samples: int = 1000) -> dict[str, Any]:
