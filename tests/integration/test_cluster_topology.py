@@ -76,11 +76,18 @@ def test_replay_lands_in_iceberg_on_postgres_exactly_once(world, tmp_path):
     sink = start(world, "sink", "--instance-id", "sink-0", log_path=log)
     try:
         wait_for(lambda: READY in log.read_text(), timeout_s=120, every_s=0.2, what="the sink to start")
-        bus = bus_for(world)
-        producer = threading.Thread(target=replay, args=(bus, world.recording.messages(), 2000, None), daemon=True)
+        bus, failures = bus_for(world), []
+
+        def produce() -> None:
+            try:
+                replay(bus, world.recording.messages(), 2000, None)
+            except Exception as err:  # a producer that died quietly would look like a sink that lost everything
+                failures.append(err)
+
+        producer = threading.Thread(target=produce, daemon=True)
         producer.start()
         producer.join(timeout=120)
-        assert not producer.is_alive()
+        assert not producer.is_alive() and not failures, failures
         bus.close()
         lake = Lake(world.settings)
         expected_events = world.recording.events["event_id"].to_pylist()
