@@ -26,7 +26,7 @@ from tests.integration.streaming_support import (
     bus_for, make_cluster_world, publish_vectors, start, stop, tear_down, wait_for,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 READY = "continuing where the lake stands"  # logged once a sink has its partitions and offsets
 

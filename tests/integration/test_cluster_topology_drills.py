@@ -23,7 +23,7 @@ from hybridrec.streaming.replay import replay
 from hybridrec.streaming.sink import committed_offsets
 from tests.integration.streaming_support import bus_for, make_cluster_world, start, stop, tear_down, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 READY = "continuing where the lake stands"  # logged once a sink has its partitions and offsets
 REPLAY_RATE = 400  # messages/s: the ~5,000 messages outlast the kill by several seconds
