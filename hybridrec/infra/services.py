@@ -381,7 +381,21 @@ class ProcessService(ABC):
         log.info("stopping %s (pid %d)", self.name, pid)
         stop_pid(pid, self.stop_timeout_s, self.stop_signal)
         self.pid_file.unlink(missing_ok=True)
+        self._wait_ports_released()
         return self._status(None, False, "stopped")
+
+    def _wait_ports_released(self, timeout_s: float = 5.0) -> None:
+        """After the process exits the kernel may hold its ports a moment longer; a `status` or `up`
+        straight after `down` should not mistake that for another process's listener."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            busy = [port for port in self.ports if port_in_use(self.host, port)]
+            if not busy:
+                return
+            if time.monotonic() >= deadline:
+                log.warning("%s stopped, but port(s) %s are still taken after %.0fs", self.name, busy, timeout_s)
+                return
+            time.sleep(0.2)
 
     def _check_ports_free(self) -> None:
         for port in self.ports:
