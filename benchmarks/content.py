@@ -32,8 +32,8 @@ import pandas as pd
 from hybridrec.batch.extract import extract_job
 from hybridrec.batch.jobs import generate_world_job
 from hybridrec.batch.retrain import label_window_interactions, train_surfaces, user_segments
-from hybridrec.bench.retrain import BOOTSTRAP_SEED, LEVEL, SEGMENTS, own_lake
-from hybridrec.benchmarks import code_state, write_result
+from hybridrec.bench.retrain import BOOTSTRAP_SEED, LEVEL, SEGMENTS, own_lake, write_world_result
+from hybridrec.benchmarks import code_state
 from hybridrec.config import Settings
 from hybridrec.lake import Lake
 from hybridrec.models.ranking_metrics import paired_bootstrap, user_metrics
@@ -70,22 +70,16 @@ def run_benchmark(settings: Settings, bootstrap_samples: int = 1000) -> dict[str
         row = segments["all"]
         log.info("%s ndcg@%d: none %.4f, extracted %.4f, truth %.4f", surface, k,
                  *(row["ranker"][m][f"ndcg@{k}"] for m in MODES))
-    cfg = settings.synthetic
     metrics = {
         "k": k,
-        "world": cfg.model_dump(mode="json"),
         "extraction": {name: {key: step[key] for key in ("backend", "accepted", "rejected")}
                        for name, step in extracted.items() if isinstance(step, dict) and "backend" in step},
         "cf_parameters": "configured (retrain.als, retrain.graph_filter); model selection off so only content differs",
         "bootstrap": {"samples": bootstrap_samples, "level": LEVEL, "seed": BOOTSTRAP_SEED, "unit": "held-out user"},
         "surfaces": surfaces,
     }
-    dataset = (f"synthetic seed={cfg.seed} users={cfg.n_users} places={cfg.n_places} clips={cfg.n_clips} "
-               f"events={cfg.n_events} days={cfg.n_days} taste_weight={cfg.taste_weight}, generated afresh")
-    path = write_result("content-ablation", "content_ablation", dataset, "hybridrec bench content", metrics,
-                        settings=settings, load_at_start=load_at_start, code_at_start=code_at_start)
-    log.info("wrote %s", path)
-    return metrics
+    return write_world_result("content-ablation", "content_ablation", "hybridrec bench content", settings, metrics,
+                              "extraction run on it", load_at_start, code_at_start)
 
 
 def _per_user(result, users_p: dict, prepared: dict[str, Any], surface: str, k: int,

@@ -65,21 +65,31 @@ def run_benchmark(settings: Settings, bootstrap_samples: int = 1000) -> dict[str
             log.info("%s %-5s ranker %.4f rrf %.4f gain %+.4f [%+.4f, %+.4f] (%d users)", surface, segment,
                      row["models"]["ranker"][f"ndcg@{k}"], row["models"]["rrf"][f"ndcg@{k}"], gain["mean"],
                      gain["low"], gain["high"], row["users"])
-    cfg = settings.synthetic
     metrics = {
         "k": k,
         "label_window": {"start": prepared["split"].label_start.isoformat(),
                          "end": prepared["split"].label_end.isoformat()},
-        "world": cfg.model_dump(mode="json"),
         "content_signals": "none: a fresh world has had no extraction or distill run",
         "bootstrap": {"samples": bootstrap_samples, "level": LEVEL, "seed": BOOTSTRAP_SEED, "unit": "held-out user",
                       "interval": "percentile, paired (ranker minus rrf per user)"},
         "surfaces": surfaces,
     }
+    return write_world_result("retrain-synthetic", "retrain", "hybridrec bench retrain", settings, metrics,
+                              f"label_days={settings.retrain.label_days}", load_at_start, code_at_start)
+
+
+def write_world_result(name: str, benchmark: str, command: str, settings: Settings, metrics: dict[str, Any],
+                       identity: str, load_at_start: tuple[float, float, float],
+                       code_at_start: dict[str, Any]) -> dict[str, Any]:
+    """Write a benchmark on a fresh synthetic world: the world's settings join the metrics and name the dataset
+    (``identity`` adds what else sets it apart)."""
+    cfg = settings.synthetic
+    metrics = {**metrics, "world": cfg.model_dump(mode="json")}
     dataset = (f"synthetic seed={cfg.seed} users={cfg.n_users} places={cfg.n_places} clips={cfg.n_clips} "
-               f"events={cfg.n_events} days={cfg.n_days}, generated afresh; label_days={settings.retrain.label_days}")
-    path = write_result("retrain-synthetic", "retrain", dataset, "hybridrec bench retrain", metrics,
-                        settings=settings, load_at_start=load_at_start, code_at_start=code_at_start)
+               f"events={cfg.n_events} days={cfg.n_days} taste_weight={cfg.taste_weight}, generated afresh; "
+               f"{identity}")
+    path = write_result(name, benchmark, dataset, command, metrics, settings=settings, load_at_start=load_at_start,
+                        code_at_start=code_at_start)
     log.info("wrote %s", path)
     return metrics
 
