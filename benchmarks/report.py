@@ -45,11 +45,11 @@ def _source(name: str, result: dict[str, Any]) -> str:
 
 def _retrain(result: dict[str, Any]) -> str:
     k = result["k"]
-    sources = ("als", "graph", "content", "covisit", "geo", "popularity")
+    sources = ("als", "graph", "content", "covisit", "geo", "keyword", "trending", "popularity")
     lines = []
     for metric, title in ((f"ndcg@{k}", f"NDCG@{k}"), (f"recall@{k}", f"Recall@{k}")):
-        lines += [f"| {title} | users | ranker | RRF | ranker − RRF (95 % CI) | ALS | graph (BSPM) | content | "
-                  "co-visitation | geo | popularity |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {title} | users | ranker | RRF | ranker − RRF (95 % CI) | ALS | graph | content | "
+                  "co-visitation | geo | keyword | trending | popularity |", "|---" * 13 + "|"]
         for surface, segments in result["surfaces"].items():
             for segment, row in segments.items():
                 models, gain = row["models"], row["ranker_minus_rrf"][metric]
