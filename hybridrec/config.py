@@ -367,7 +367,8 @@ class SelectionSettings(_Section):
     budget_s: float = Field(90.0, gt=0)  # per surface, shared by the families
     validation_share: float = Field(0.1, gt=0, lt=1)
     max_users: int = Field(2_000, ge=10)
-    max_graph_rank: int = Field(256, ge=8)
+    max_graph_rank: int = Field(256, ge=8)  # graph filters' ideal rank (memory: n_items x rank float32)
+    max_graph_order: int = Field(10, ge=2)  # ChebyCF's polynomial order (time: graph products per scored batch)
 
 
 class RankerSettings(_Section):
