@@ -220,8 +220,8 @@ def in_training_half(user_id: str) -> bool:
 class SurfaceResult:
     surface: str
     data: SurfaceData
-    als: ALSModel
-    graph: CollaborativeModel  # the winning graph filter (BSPM or ChebyCF)
+    als: ALSModel | None              # None: the source is dropped on this surface (its family unsupported)
+    graph: CollaborativeModel | None  # the winning graph filter (BSPM or ChebyCF), None: dropped
     covisit: CovisitationSource
     ranker: Ranker
     ranked: pd.DataFrame      # evaluation candidates with ranker scores
@@ -240,18 +240,21 @@ def cf_families(cfg: RetrainSettings, user_items: sp.csr_matrix) -> dict[str, Fa
 
 @dataclass(frozen=True)
 class CFPlan:
-    """Which family, with which parameters, serves each collaborative candidate source of a surface."""
+    """Which family, with which parameters, serves each collaborative candidate source of a surface; a
+    source not in ``sources`` is dropped: not computed, not published, NaN features (its family unsupported)."""
 
     sources: dict[str, tuple[str, dict]]  # source (als, graph) -> (family name, parameters)
     selection: Selection | None           # how they were chosen; None: the configured parameters
 
     @classmethod
     def of(cls, selection: Selection) -> "CFPlan":
-        """Each source served by its winning family."""
+        """Each source served by its winning family; the sources without a supported family dropped."""
         return cls({source: (c.family, c.params) for source, c in selection.sources().items()}, selection)
 
-    def build(self, source: str, families: dict[str, Family]) -> CollaborativeModel:
-        """The source's model, unfitted."""
+    def build(self, source: str, families: dict[str, Family]) -> CollaborativeModel | None:
+        """The source's model, unfitted, or None when the source is dropped."""
+        if source not in self.sources:
+            return None
         family, params = self.sources[source]
         return families[family].build(params)
 
@@ -287,8 +290,8 @@ class SurfaceModels:
     """What a surface's history gives before any ranking: profiles, matrices and the CF models."""
 
     data: SurfaceData
-    als: ALSModel
-    graph: CollaborativeModel
+    als: ALSModel | None
+    graph: CollaborativeModel | None
     covisit: CovisitationSource
     users_p: dict
     items_p: dict
@@ -302,7 +305,7 @@ def fit_surface_models(settings: Settings, inputs: SurfaceInputs, users: pd.Data
                        as_of: datetime, planner: CFPlanner) -> SurfaceModels:
     """Profiles, the user x item matrices (popularity, seen sets) and the CF models from ``inputs.interactions``;
     ``planner(user_items)`` gives the CF sources' families and parameters (:func:`cf_plan`, or the plan already
-    chosen)."""
+    chosen); a dropped source has no model."""
     cfg = settings.retrain
     items_p = item_profiles(inputs.items, inputs.interactions, as_of, content.item_tags, content.item_vectors,
                             trending_days=cfg.trending_days)
@@ -310,7 +313,10 @@ def fit_surface_models(settings: Settings, inputs: SurfaceInputs, users: pd.Data
     data = surface_data(inputs.surface, inputs, users, users_p, items_p, content)
     plan = planner(data.user_items)
     families = cf_families(cfg, data.user_items)
-    als, graph = (plan.build(source, families).fit(data.user_items) for source in ("als", "graph"))
+    als, graph = (plan.build(source, families) for source in ("als", "graph"))
+    for model in (als, graph):
+        if model is not None:
+            model.fit(data.user_items)
     pool = settings.candidates
     covisit = CovisitationSource(data, pool.covisit_neighbours, pool.covisit_seed_items)
     return SurfaceModels(data, als, graph, covisit, users_p, items_p, plan.selection)
@@ -325,7 +331,7 @@ def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame
     data, als, graph, covisit, selection = fitted.data, fitted.als, fitted.graph, fitted.covisit, fitted.selection
     users_p, items_p = fitted.users_p, fitted.items_p
     pool = settings.candidates
-    sources = surface_sources(data, als.user_factors, als.item_factors, graph, covisit, pool)
+    sources = surface_sources(data, als, graph, covisit, pool)
 
     label_users = np.array(sorted(set(inputs.labels["user_id"]) & set(data.user_index)))
     frames = []
@@ -446,7 +452,7 @@ def train_surfaces(settings: Settings, lake: Lake, run: RunContext, ctx: dict[st
 
 
 def _already_chosen(cfg: RetrainSettings, selection: Selection | None) -> CFPlanner:
-    """The CF plan the train step used: its selection's winners, else the configured one."""
+    """The CF plan the train step used: its selection's winners (the same sources dropped), else the configured one."""
     if selection is None:
         return lambda user_items: cf_plan(cfg, user_items, None)
     plan = CFPlan.of(selection)

@@ -9,7 +9,8 @@ little when the data drifts slowly. A family whose best validation NDCG does not
 popularity on the same split is marked unsupported, with the figures as evidence.
 
 Each family serves one candidate source: ALS the ``als`` source, the graph filters (BSPM, ChebyCF)
-the ``graph`` source, which the better of them on validation serves (:meth:`Selection.sources`).
+the ``graph`` source, which the better supported one of them serves. A source none of whose
+families is supported is dropped (:meth:`Selection.sources`, :meth:`Selection.dropped`).
 """
 
 from __future__ import annotations
@@ -66,16 +67,28 @@ class Selection:
         return max(pool, key=lambda c: c.validation_ndcg).family
 
     def sources(self) -> dict[str, FamilyChoice]:
-        """Each candidate source's serving family: the one of the best validation NDCG among its families."""
+        """Each candidate source's serving family: its best supported one; a source without any is absent."""
         served: dict[str, FamilyChoice] = {}
         for choice in self.families.values():
-            if choice.source not in served or choice.validation_ndcg > served[choice.source].validation_ndcg:
+            if choice.supported and (choice.source not in served
+                                     or choice.validation_ndcg > served[choice.source].validation_ndcg):
                 served[choice.source] = choice
         return served
 
+    def dropped(self) -> dict[str, str]:
+        """Each dropped source with the evidence: its families' best validation NDCG against popularity's."""
+        served = self.sources()
+        out = {}
+        for source in dict.fromkeys(c.source for c in self.families.values()):
+            if source not in served:
+                best = max((c for c in self.families.values() if c.source == source), key=lambda c: c.validation_ndcg)
+                out[source] = (f"best family {best.family}: validation ndcg@{self.k} {best.validation_ndcg:.5f}, "
+                               f"not above popularity's {self.popularity_ndcg:.5f}")
+        return out
+
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "best": self.best(),
-                "sources": {source: c.family for source, c in self.sources().items()}}
+                "sources": {source: c.family for source, c in self.sources().items()}, "dropped": self.dropped()}
 
 
 def _validation(user_items: sp.csr_matrix, share: float, max_users: int, seed: int):
@@ -111,6 +124,8 @@ def select(families: Sequence[Family], user_items: sp.csr_matrix, k: int, trials
              ", ".join(f"{c.family} {c.validation_ndcg:.4f} ({len(c.trials)} trials"
                        f"{'' if c.supported else ', unsupported: not above popularity'})" for c in choices.values()),
              selection.best())
+    for source, evidence in selection.dropped().items():
+        log.warning("model selection: the %s candidate source is dropped: %s", source, evidence)
     return selection
 
 

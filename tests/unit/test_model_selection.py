@@ -1,4 +1,5 @@
-"""The retrain's model selection picks per dataset, warm-starts from last night and flags what fails popularity."""
+"""The retrain's model selection picks per dataset, warm-starts from last night, flags what fails popularity
+and drops the candidate sources none of whose families is supported."""
 
 from __future__ import annotations
 
@@ -48,11 +49,11 @@ def test_the_data_decides_the_family_and_the_better_graph_filter_serves_the_grap
         assert all(len(c.trials) == 6 for c in selection.families.values())
         graph = max((selection.families[f] for f in ("bspm", "chebycf")), key=lambda c: c.validation_ndcg)
         assert selection.sources()["graph"] is graph and selection.sources()["als"].family == "als"
-        assert selection.as_dict()["sources"]["graph"] == graph.family
+        assert selection.dropped() == {} and selection.as_dict()["sources"]["graph"] == graph.family
     assert dense.families[dense.best()].validation_ndcg > 1.2 * dense.families["als"].validation_ndcg
 
 
-def test_last_nights_winner_is_tried_first_and_a_popularity_world_is_unsupported():
+def test_last_nights_winner_is_tried_first_and_a_popularity_world_drops_its_sources():
     rng = np.random.default_rng(1)
     popularity = rng.zipf(1.3, size=(600, 12)) % 400  # everyone draws from one popularity curve: nothing personal
     rows = np.repeat(np.arange(600), 12)
@@ -64,3 +65,5 @@ def test_last_nights_winner_is_tried_first_and_a_popularity_world_is_unsupported
     graph_filters = [selection.families[f] for f in ("bspm", "chebycf")]
     assert not any(c.supported for c in graph_filters)  # ALS, as strongly regularised as it likes, nearly ties
     assert all(c.validation_ndcg <= selection.popularity_ndcg for c in graph_filters)
+    assert "graph" not in selection.sources() and "not above popularity" in selection.as_dict()["dropped"]["graph"]
+    assert set(selection.sources()) | set(selection.dropped()) == {"als", "graph"}
