@@ -39,7 +39,9 @@ from hybridrec.models.collaborative import ALSModel, CollaborativeModel
 from hybridrec.models.fusion import rrf_ranks
 from hybridrec.models.ranker import Ranker
 from hybridrec.models.ranking_metrics import list_metrics
-from hybridrec.models.selection import Family, Selection, als_family, bspm_family, chebycf_family, select
+from hybridrec.models.selection import (
+    Family, Selection, als_family, bspm_family, chebycf_family, select, select_ranker,
+)
 from hybridrec.models.student import TopicClassifier
 from hybridrec.pipeline import Step
 from hybridrec.runinfo import RunContext, new_run
@@ -273,7 +275,8 @@ def cf_plan(cfg: RetrainSettings, user_items: sp.csr_matrix, warm_start: dict | 
 
 
 def last_selection(lake: Lake) -> dict[str, dict[str, dict]]:
-    """surface -> family -> the parameters the newest succeeded retrain chose (empty before the first)."""
+    """surface -> {"families": family -> params, "ranker": params} the newest succeeded retrain chose (empty
+    before the first)."""
     try:
         _, files = latest_model_files(lake, "retrain")
     except LookupError:
@@ -282,7 +285,8 @@ def last_selection(lake: Lake) -> dict[str, dict[str, dict]]:
     if not path or not Path(path).exists():
         return {}
     chosen = json.loads(Path(path).read_text())
-    return {surface: {f: c["params"] for f, c in s["families"].items()} for surface, s in chosen.items()}
+    return {surface: {"families": {f: c["params"] for f, c in s["families"].items()},
+                      "ranker": (s.get("ranker") or {}).get("params")} for surface, s in chosen.items()}
 
 
 @dataclass
@@ -327,7 +331,7 @@ def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame
     cfg = settings.retrain
     surface = inputs.surface
     fitted = fit_surface_models(settings, inputs, users, content, as_of,
-                                lambda user_items: cf_plan(cfg, user_items, warm_start))
+                                lambda user_items: cf_plan(cfg, user_items, (warm_start or {}).get("families")))
     data, als, graph, covisit, selection = fitted.data, fitted.als, fitted.graph, fitted.covisit, fitted.selection
     users_p, items_p = fitted.users_p, fitted.items_p
     pool = settings.candidates
@@ -345,7 +349,8 @@ def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame
     table["gain"] = table["gain"].fillna(0).astype(int)
     table = table.sort_values(["user_id"], kind="stable").reset_index(drop=True)
 
-    ranker = _train_ranker(table[table["user_id"].map(in_training_half)], cfg.ranker, cfg.seed)
+    ranker = _train_ranker(table[table["user_id"].map(in_training_half)], cfg, selection,
+                           (warm_start or {}).get("ranker"))
     held_out = table[~table["user_id"].map(in_training_half)].copy()
     held_out["score"] = ranker.score(held_out)
     held_out["rank"] = held_out.groupby("user_id")["score"].rank(ascending=False, method="first").astype(int)
@@ -358,21 +363,35 @@ def _groups(frame: pd.DataFrame) -> np.ndarray:
     return frame.groupby("user_id", sort=False).size().to_numpy()
 
 
-def _train_ranker(train: pd.DataFrame, cfg, seed: int) -> Ranker:
-    """LightGBM lambdarank; users without any engaged candidate teach nothing and are left out."""
+def _train_ranker(train: pd.DataFrame, cfg: RetrainSettings, selection: Selection | None,
+                  warm_start: dict | None) -> Ranker:
+    """LightGBM lambdarank; users without any engaged candidate teach nothing and are left out. With a
+    ``selection`` its settings are searched on the validation users (``retrain.selection.ranker_*``, from
+    ``warm_start`` or the configured ones) and recorded in it; else the configured ones."""
+    ranker_cfg, seed = cfg.ranker, cfg.seed
     useful = train.groupby("user_id")["gain"].transform("max") > 0
     train = train[useful]
     users = train["user_id"].unique()
-    if len(users) > cfg.max_train_users:
-        keep = set(np.random.default_rng(seed).choice(users, cfg.max_train_users, replace=False))
+    if len(users) > ranker_cfg.max_train_users:
+        keep = set(np.random.default_rng(seed).choice(users, ranker_cfg.max_train_users, replace=False))
         train = train[train["user_id"].isin(keep)]
         users = train["user_id"].unique()
     if len(users) < 4:
         raise ValueError(f"only {len(users)} label-day users with engaged candidates: too few to train the ranker")
-    valid_users = set(users[:: max(1, round(1 / cfg.validation_share))])
+    valid_users = set(users[:: max(1, round(1 / ranker_cfg.validation_share))])
     fit, valid = train[~train["user_id"].isin(valid_users)], train[train["user_id"].isin(valid_users)]
-    return Ranker.train(fit, fit["gain"].to_numpy(), _groups(fit), cfg,
-                        valid=(valid, valid["gain"].to_numpy(), _groups(valid)))
+
+    def trained(params: dict) -> Ranker:
+        return Ranker.train(fit, fit["gain"].to_numpy(), _groups(fit), ranker_cfg.model_copy(update=params),
+                            valid=(valid, valid["gain"].to_numpy(), _groups(valid)), seed=seed)
+
+    if selection is None or not cfg.selection.ranker_trials:
+        return trained({})
+    configured = ranker_cfg.model_dump(include={"num_leaves", "learning_rate", "min_child_samples"})
+    first = {k: v for k, v in (warm_start or configured).items() if k in configured}
+    ranker, selection.ranker = select_ranker(trained, cfg.selection.ranker_trials, cfg.selection.ranker_budget_s,
+                                             seed, first)
+    return ranker
 
 
 def evaluated_lists(held_out: pd.DataFrame) -> dict[str, pd.DataFrame]:

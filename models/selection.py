@@ -28,6 +28,7 @@ from scipy.sparse.linalg import ArpackError
 
 from hybridrec.models.collaborative import ALSModel, BSPMModel, ChebyCFModel, CollaborativeModel
 from hybridrec.models.evaluation import holdout_split, recall_ndcg_at_k
+from hybridrec.models.ranker import Ranker
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,22 @@ class FamilyChoice:
 
 
 @dataclass
+class RankerChoice:
+    """The ranker's LightGBM settings kept (``n_estimators``: the trees early stopping kept) and the trials."""
+
+    params: dict[str, Any]
+    validation_ndcg: float
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class Selection:
     k: int
     popularity_ndcg: float
     validation_users: int
     seconds: float
     families: dict[str, FamilyChoice]
+    ranker: RankerChoice | None = None  # chosen later, on the candidates the chosen sources propose
 
     def best(self) -> str:
         """The family with the highest validation NDCG among the supported ones (or overall)."""
@@ -173,6 +184,35 @@ def _search(family: Family, fit: sp.csr_matrix, held: sp.csr_matrix, k: int, tri
         raise RuntimeError(f"no {family.name} trial could be fitted within {budget_s:.0f} s")
     best = max(runs, key=lambda r: r["ndcg"])
     return FamilyChoice(family.name, family.source, best["params"], best["ndcg"], best["ndcg"] > baseline, runs)
+
+
+def ranker_space(trial: optuna.Trial) -> dict[str, Any]:
+    """The ranker's searched settings; the number of trees is early stopping's on the same validation rows."""
+    return {"num_leaves": trial.suggest_int("num_leaves", 4, 63, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+            "min_child_samples": trial.suggest_int("min_child_samples", 5, 200, log=True)}
+
+
+def select_ranker(train: Callable[[dict[str, Any]], Ranker], trials: int, budget_s: float, seed: int,
+                  first: dict[str, Any]) -> tuple[Ranker, RankerChoice]:
+    """The ranker of the best validation NDCG that ``train(params)`` (early-stopped on its validation rows)
+    gives within ``trials`` and ``budget_s``, ``first`` (last night's or the configured settings) tried first."""
+    best: dict[str, Any] = {}
+
+    def evaluate(params: dict[str, Any]) -> dict[str, Any]:
+        ranker = train(params)
+        ndcg, trees = ranker.validation()
+        if not best or ndcg > best["ndcg"]:
+            best.update(ndcg=ndcg, ranker=ranker)
+        return {"ndcg": round(ndcg, 5), "trees": trees}
+
+    runs = search(ranker_space, evaluate, trials, budget_s, seed, [first])
+    if not runs:
+        raise RuntimeError(f"no ranker trial finished within {budget_s:.0f} s")
+    chosen = max(runs, key=lambda r: r["ndcg"])
+    log.info("ranker selection: validation ndcg %.4f with %s and %d trees (%d trials; the first, %s: %.4f)",
+             chosen["ndcg"], chosen["params"], chosen["trees"], len(runs), first, runs[0]["ndcg"])
+    return best["ranker"], RankerChoice({**chosen["params"], "n_estimators": chosen["trees"]}, chosen["ndcg"], runs)
 
 
 def als_family(iterations: int, seed: int) -> Family:

@@ -1,5 +1,6 @@
 """The retrain serves each CF source from the family its selection chose, refits and publishes that family,
-and drops a source none of whose families is supported from the pool and the published documents."""
+drops a source none of whose families is supported from the pool and the published documents, and
+searches the ranker's settings on its validation users."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import scipy.sparse as sp
 
 from hybridrec.batch.candidates import CovisitationSource, SurfaceData, surface_sources, top_candidates
 from hybridrec.batch.publish import _item_docs, _user_docs
-from hybridrec.batch.retrain import _already_chosen, cf_families, cf_plan
+from hybridrec.batch.retrain import _already_chosen, _train_ranker, cf_families, cf_plan
 from hybridrec.config import load_settings
-from hybridrec.features.ranking import ItemProfile, UserProfile
+from hybridrec.features.ranking import FEATURE_NAMES, ItemProfile, UserProfile
 from hybridrec.models.collaborative import ALSModel, BSPMModel, ChebyCFModel
 from hybridrec.models.selection import FamilyChoice, Selection
 
@@ -23,7 +24,8 @@ from hybridrec.models.selection import FamilyChoice, Selection
 def settings():
     settings = load_settings(environ={})
     selection = settings.retrain.selection.model_copy(update={
-        "trials": 3, "budget_s": 90, "validation_share": 0.25, "max_users": 600, "max_graph_rank": 32})
+        "trials": 3, "budget_s": 90, "validation_share": 0.25, "max_users": 600, "max_graph_rank": 32,
+        "ranker_trials": 4, "ranker_budget_s": 60})
     return settings.model_copy(update={"retrain": settings.retrain.model_copy(update={
         "selection": selection, "als": settings.retrain.als.model_copy(update={"iterations": 5})})})
 
@@ -123,3 +125,32 @@ def test_the_refit_builds_the_winning_graph_family_and_publishes_its_lists(setti
                                  "als": ALSModel(factors=4, iterations=2, show_progress=False).fit(matrix)})
     docs = list(_user_docs(dropped, users, run, settings.candidates))
     assert all(d["graph_candidates"] == [] for d in docs) and any("cf_vector" in d for d in docs)
+
+
+def _ranker_table(rng, n_users=80, per_user=20) -> pd.DataFrame:
+    features = pd.DataFrame(rng.normal(size=(n_users * per_user, len(FEATURE_NAMES))), columns=list(FEATURE_NAMES))
+    signal = features["als_score"] + 0.5 * features["topic_affinity"] + rng.normal(scale=0.5, size=len(features))
+    gain = np.where(signal > 1.5, 2, np.where(signal > 1.0, 1, 0))
+    users = np.repeat([f"u{i:03d}" for i in range(n_users)], per_user)
+    return pd.concat([pd.DataFrame({"user_id": users, "item_id": [f"i{i}" for i in range(len(users))]}),
+                      features.astype(np.float32), pd.DataFrame({"gain": gain})], axis=1)
+
+
+def test_the_rankers_settings_are_searched_from_last_nights_and_recorded(settings):
+    table, cfg = _ranker_table(np.random.default_rng(4)), settings.retrain
+    cfg = cfg.model_copy(update={"ranker": cfg.ranker.model_copy(update={"validation_share": 0.25})})
+    selection = _chosen(0.2, 0.3, als_supported=True)
+    warm = {"num_leaves": 15, "learning_rate": 0.1, "min_child_samples": 20, "n_estimators": 40}
+    ranker = _train_ranker(table, cfg, selection, warm)
+    chosen = selection.ranker
+    assert chosen.trials[0]["params"] == {k: warm[k] for k in ("num_leaves", "learning_rate", "min_child_samples")}
+    assert 1 <= len(chosen.trials) <= cfg.selection.ranker_trials
+    best = max(chosen.trials, key=lambda t: t["ndcg"])
+    assert chosen.validation_ndcg == best["ndcg"] and chosen.params == {**best["params"], "n_estimators": best["trees"]}
+    assert ranker.validation() == (pytest.approx(best["ndcg"], abs=1e-5), best["trees"])
+    assert "ranker" in selection.as_dict() and selection.as_dict()["ranker"]["params"] == chosen.params
+
+    off = cfg.model_copy(update={"selection": cfg.selection.model_copy(update={"ranker_trials": 0})})
+    selection = _chosen(0.2, 0.3, als_supported=True)
+    configured = _train_ranker(table, off, selection, warm)
+    assert selection.ranker is None and configured.booster.params["num_leaves"] == cfg.ranker.num_leaves
