@@ -176,7 +176,7 @@ def _search(family: Family, fit: sp.csr_matrix, held: sp.csr_matrix, k: int, tri
         try:
             model = family.build(params).fit(fit)
         except (ValueError, ArpackError) as err:
-            raise Rejected(str(err)) from err
+            raise Rejected(f"{family.name}: {err}") from err
         return {"ndcg": round(recall_ndcg_at_k(model, fit, held, k, show_progress=False)[f"ndcg@{k}"], 5)}
 
     runs = search(family.suggest, evaluate, trials, budget_s, seed, [warm] if warm else [])
