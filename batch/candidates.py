@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from hybridrec.config import CandidateSettings
 from hybridrec.features import candidates as shared
 from hybridrec.features.ranking import haversine_km
-from hybridrec.models.collaborative import CollaborativeModel, mask_items
+from hybridrec.models.collaborative import ALSModel, CollaborativeModel, mask_items
 
 
 @dataclass
@@ -264,14 +264,17 @@ class GeoSource:
         return scores
 
 
-def surface_sources(data: SurfaceData, als_user_factors: np.ndarray, als_item_factors: np.ndarray,
-                    graph: CollaborativeModel, covisit: CovisitationSource, cfg: CandidateSettings
-                    ) -> list[CandidateSource]:
-    """Every source of the surface, as serving has them (geo only for places)."""
-    sources: list[CandidateSource] = [
-        FactorSource("als", als_user_factors, als_item_factors), CollaborativeSource("graph", graph),
-        ContentSource(data), covisit, PopularSource(data), KeywordSource(data, cfg.interest_tags),
-        TrendingSource(data)]
+def surface_sources(data: SurfaceData, als: ALSModel | None, graph: CollaborativeModel | None,
+                    covisit: CovisitationSource, cfg: CandidateSettings) -> list[CandidateSource]:
+    """Every source of the surface, as serving has them (geo only for places); a CF source whose model is
+    None (dropped by the model selection) is not computed, so its features are NaN as in serving."""
+    sources: list[CandidateSource] = []
+    if als is not None:
+        sources.append(FactorSource("als", als.user_factors, als.item_factors))
+    if graph is not None:
+        sources.append(CollaborativeSource("graph", graph))
+    sources += [ContentSource(data), covisit, PopularSource(data), KeywordSource(data, cfg.interest_tags),
+                TrendingSource(data)]
     if data.surface == "place":
         sources.append(GeoSource(data, cfg.geo_radius_km))
     return sources

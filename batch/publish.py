@@ -43,24 +43,29 @@ def _item_docs(result, items_p: dict, items: pd.DataFrame, run: RunContext) -> I
     for index, item_id in enumerate(data.item_ids):
         row = {k: (None if pd.isna(v) else (int(v) if isinstance(v, (np.integer,)) else v))
                for k, v in meta.loc[item_id].items()}
-        yield item_document(items_p[item_id], result.surface, row, result.als.item_factors[index],
+        cf_vector = None if result.als is None else result.als.item_factors[index]
+        yield item_document(items_p[item_id], result.surface, row, cf_vector,
                             [(data.item_ids[j], s) for j, s in neighbours[index]], run.run_id)
 
 
 def _user_docs(result, users_p: dict, run: RunContext, pool: CandidateSettings, batch: int = 1024
                ) -> Iterator[dict[str, Any]]:
     """User documents with the graph filter's list exactly as the batch pool reads it (the source's
-    ``per_source`` best unseen items, ties by id) and the co-visitation seeds."""
+    ``per_source`` best unseen items, ties by id) and the co-visitation seeds. A CF source the run dropped
+    publishes nothing: no graph lists, no CF vectors, so serving has nothing to propose from it."""
     data = result.data
-    graph = CollaborativeSource("graph", result.graph)
     for start in range(0, len(data.user_ids), batch):
         user_index = np.arange(start, min(start + batch, len(data.user_ids)))
-        lists = top_candidates([graph], data, user_index, pool.per_source, pool.per_source)
-        by_user = {u: list(zip(rows["item_id"], rows["graph_score"])) for u, rows in lists.groupby("user_index")}
+        by_user = {}
+        if result.graph is not None:
+            lists = top_candidates([CollaborativeSource("graph", result.graph)], data, user_index, pool.per_source,
+                                   pool.per_source)
+            by_user = {u: list(zip(rows["item_id"], rows["graph_score"])) for u, rows in lists.groupby("user_index")}
         for u in user_index:
             seen = data.item_ids[data.seen[u].indices]
             seeds = covisit_seeds(engaged(data, u), pool.covisit_seed_items)
-            yield user_document(users_p[data.user_ids[u]], result.als.user_factors[u], by_user.get(u, []),
+            cf_vector = None if result.als is None else result.als.user_factors[u]
+            yield user_document(users_p[data.user_ids[u]], cf_vector, by_user.get(u, []),
                                 seen.tolist(), seeds, run.run_id)
 
 
@@ -125,7 +130,7 @@ def publish_run(settings: Settings, run: RunContext, run_dir: Path, results: dic
     for surface, result in results.items():
         users_p, items_p, items = profiles[surface]
         content_dim = None if result.data.item_vectors is None else result.data.item_vectors.shape[1]
-        cf_dim = result.als.item_factors.shape[1]
+        cf_dim = None if result.als is None else result.als.item_factors.shape[1]
         item_alias = store.alias_name(items_alias(surface))
         index = store.create_index(item_alias, version, item_properties(cf_dim, content_dim), metadata)
         count = store.bulk_index(index, _item_docs(result, items_p, items, run), "item_id")

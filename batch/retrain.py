@@ -35,11 +35,13 @@ from hybridrec.features.profiles import item_profiles, user_profiles
 from hybridrec.features.ranking import SOURCES, feature_frame
 from hybridrec.features.segments import SEGMENTS, user_segment
 from hybridrec.lake import Lake
-from hybridrec.models.collaborative import ALSModel, BSPMModel
+from hybridrec.models.collaborative import ALSModel, CollaborativeModel
 from hybridrec.models.fusion import rrf_ranks
 from hybridrec.models.ranker import Ranker
 from hybridrec.models.ranking_metrics import list_metrics
-from hybridrec.models.selection import Selection, als_family, bspm_family, select
+from hybridrec.models.selection import (
+    Family, Selection, als_family, bspm_family, chebycf_family, select, select_ranker,
+)
 from hybridrec.models.student import TopicClassifier
 from hybridrec.pipeline import Step
 from hybridrec.runinfo import RunContext, new_run
@@ -220,8 +222,8 @@ def in_training_half(user_id: str) -> bool:
 class SurfaceResult:
     surface: str
     data: SurfaceData
-    als: ALSModel
-    graph: BSPMModel
+    als: ALSModel | None              # None: the source is dropped on this surface (its family unsupported)
+    graph: CollaborativeModel | None  # the winning graph filter (BSPM or ChebyCF), None: dropped
     covisit: CovisitationSource
     ranker: Ranker
     ranked: pd.DataFrame      # evaluation candidates with ranker scores
@@ -229,23 +231,52 @@ class SurfaceResult:
     selection: Selection | None = None  # how the CF parameters were chosen on this surface's data
 
 
-def cf_params(cfg: RetrainSettings, user_items, warm_start: dict | None) -> tuple[dict, dict, Selection | None]:
-    """ALS and graph-filter parameters for this surface: chosen on its own data (``retrain.selection``,
-    warm-started from ``warm_start``: family -> params), else the configured ones."""
-    max_rank = min(user_items.shape) - 1
+def cf_families(cfg: RetrainSettings, user_items: sp.csr_matrix) -> dict[str, Family]:
+    """The collaborative families by name, their ranks capped below the matrix's smaller side: searched by
+    the selection and built from its winners (validation and the published models share one build)."""
+    rank = min(cfg.selection.max_graph_rank, min(user_items.shape) - 1)
+    families = [als_family(cfg.als.iterations, cfg.seed), bspm_family(rank, cfg.seed, cfg.graph_filter.sharpen_steps),
+                chebycf_family(rank, cfg.selection.max_graph_order, cfg.seed)]
+    return {f.name: f for f in families}
+
+
+@dataclass(frozen=True)
+class CFPlan:
+    """Which family, with which parameters, serves each collaborative candidate source of a surface; a
+    source not in ``sources`` is dropped: not computed, not published, NaN features (its family unsupported)."""
+
+    sources: dict[str, tuple[str, dict]]  # source (als, graph) -> (family name, parameters)
+    selection: Selection | None           # how they were chosen; None: the configured parameters
+
+    @classmethod
+    def of(cls, selection: Selection) -> "CFPlan":
+        """Each source served by its winning family; the sources without a supported family dropped."""
+        return cls({source: (c.family, c.params) for source, c in selection.sources().items()}, selection)
+
+    def build(self, source: str, families: dict[str, Family]) -> CollaborativeModel | None:
+        """The source's model, unfitted, or None when the source is dropped."""
+        if source not in self.sources:
+            return None
+        family, params = self.sources[source]
+        return families[family].build(params)
+
+
+def cf_plan(cfg: RetrainSettings, user_items: sp.csr_matrix, warm_start: dict | None) -> CFPlan:
+    """The CF sources' families and parameters for this surface: chosen on its own data (``retrain.selection``,
+    warm-started from ``warm_start``: family -> params), else the configured ALS and BSPM."""
     if not cfg.selection.enabled:
         graph = cfg.graph_filter.model_dump(exclude={"sharpen_steps"})
-        return (cfg.als.model_dump(exclude={"iterations"}), {**graph, "ideal_rank": min(graph["ideal_rank"], max_rank)},
-                None)
+        graph["ideal_rank"] = min(graph["ideal_rank"], min(user_items.shape) - 1)
+        return CFPlan({"als": ("als", cfg.als.model_dump(exclude={"iterations"})), "graph": ("bspm", graph)}, None)
     sel = cfg.selection
-    selection = select([als_family(cfg.als.iterations, cfg.seed), bspm_family(min(sel.max_graph_rank, max_rank), cfg.seed)],
-                       user_items, cfg.eval_k, sel.trials, sel.budget_s, sel.validation_share, sel.max_users, cfg.seed,
-                       warm_start)
-    return selection.families["als"].params, selection.families["graph"].params, selection
+    selection = select(list(cf_families(cfg, user_items).values()), user_items, cfg.eval_k, sel.trials, sel.budget_s,
+                       sel.validation_share, sel.max_users, cfg.seed, warm_start)
+    return CFPlan.of(selection)
 
 
 def last_selection(lake: Lake) -> dict[str, dict[str, dict]]:
-    """surface -> family -> the parameters the newest succeeded retrain chose (empty before the first)."""
+    """surface -> {"families": family -> params, "ranker": params} the newest succeeded retrain chose (empty
+    before the first)."""
     try:
         _, files = latest_model_files(lake, "retrain")
     except LookupError:
@@ -254,7 +285,8 @@ def last_selection(lake: Lake) -> dict[str, dict[str, dict]]:
     if not path or not Path(path).exists():
         return {}
     chosen = json.loads(Path(path).read_text())
-    return {surface: {f: c["params"] for f, c in s["families"].items()} for surface, s in chosen.items()}
+    return {surface: {"families": {f: c["params"] for f, c in s["families"].items()},
+                      "ranker": (s.get("ranker") or {}).get("params")} for surface, s in chosen.items()}
 
 
 @dataclass
@@ -262,34 +294,36 @@ class SurfaceModels:
     """What a surface's history gives before any ranking: profiles, matrices and the CF models."""
 
     data: SurfaceData
-    als: ALSModel
-    graph: BSPMModel
+    als: ALSModel | None
+    graph: CollaborativeModel | None
     covisit: CovisitationSource
     users_p: dict
     items_p: dict
     selection: Selection | None
 
 
-CFParams = Callable[[sp.csr_matrix], tuple[dict, dict, Selection | None]]  # user_items -> ALS, graph params, selection
+CFPlanner = Callable[[sp.csr_matrix], CFPlan]  # user_items -> the CF sources' families and parameters
 
 
 def fit_surface_models(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame, content: ContentSignals,
-                       as_of: datetime, params: CFParams) -> SurfaceModels:
+                       as_of: datetime, planner: CFPlanner) -> SurfaceModels:
     """Profiles, the user x item matrices (popularity, seen sets) and the CF models from ``inputs.interactions``;
-    ``params(user_items)`` gives the ALS and graph-filter parameters (:func:`cf_params`, or the ones already chosen)."""
+    ``planner(user_items)`` gives the CF sources' families and parameters (:func:`cf_plan`, or the plan already
+    chosen); a dropped source has no model."""
     cfg = settings.retrain
     items_p = item_profiles(inputs.items, inputs.interactions, as_of, content.item_tags, content.item_vectors,
                             trending_days=cfg.trending_days)
     users_p = user_profiles(users, inputs.interactions, inputs.items, content.query_tags, content.user_vectors)
     data = surface_data(inputs.surface, inputs, users, users_p, items_p, content)
-    als_params, graph_params, selection = params(data.user_items)
-    als = ALSModel(**als_params, iterations=cfg.als.iterations, random_state=cfg.seed,
-                   show_progress=False).fit(data.user_items)
-    graph = BSPMModel(**graph_params, sharpen_steps=cfg.graph_filter.sharpen_steps,
-                      random_state=cfg.seed).fit(data.user_items)
+    plan = planner(data.user_items)
+    families = cf_families(cfg, data.user_items)
+    als, graph = (plan.build(source, families) for source in ("als", "graph"))
+    for model in (als, graph):
+        if model is not None:
+            model.fit(data.user_items)
     pool = settings.candidates
     covisit = CovisitationSource(data, pool.covisit_neighbours, pool.covisit_seed_items)
-    return SurfaceModels(data, als, graph, covisit, users_p, items_p, selection)
+    return SurfaceModels(data, als, graph, covisit, users_p, items_p, plan.selection)
 
 
 def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame, content: ContentSignals,
@@ -297,11 +331,11 @@ def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame
     cfg = settings.retrain
     surface = inputs.surface
     fitted = fit_surface_models(settings, inputs, users, content, as_of,
-                                lambda user_items: cf_params(cfg, user_items, warm_start))
+                                lambda user_items: cf_plan(cfg, user_items, (warm_start or {}).get("families")))
     data, als, graph, covisit, selection = fitted.data, fitted.als, fitted.graph, fitted.covisit, fitted.selection
     users_p, items_p = fitted.users_p, fitted.items_p
     pool = settings.candidates
-    sources = surface_sources(data, als.user_factors, als.item_factors, graph, covisit, pool)
+    sources = surface_sources(data, als, graph, covisit, pool)
 
     label_users = np.array(sorted(set(inputs.labels["user_id"]) & set(data.user_index)))
     frames = []
@@ -315,7 +349,8 @@ def train_surface(settings: Settings, inputs: SurfaceInputs, users: pd.DataFrame
     table["gain"] = table["gain"].fillna(0).astype(int)
     table = table.sort_values(["user_id"], kind="stable").reset_index(drop=True)
 
-    ranker = _train_ranker(table[table["user_id"].map(in_training_half)], cfg.ranker, cfg.seed)
+    ranker = _train_ranker(table[table["user_id"].map(in_training_half)], cfg, selection,
+                           (warm_start or {}).get("ranker"))
     held_out = table[~table["user_id"].map(in_training_half)].copy()
     held_out["score"] = ranker.score(held_out)
     held_out["rank"] = held_out.groupby("user_id")["score"].rank(ascending=False, method="first").astype(int)
@@ -328,21 +363,35 @@ def _groups(frame: pd.DataFrame) -> np.ndarray:
     return frame.groupby("user_id", sort=False).size().to_numpy()
 
 
-def _train_ranker(train: pd.DataFrame, cfg, seed: int) -> Ranker:
-    """LightGBM lambdarank; users without any engaged candidate teach nothing and are left out."""
+def _train_ranker(train: pd.DataFrame, cfg: RetrainSettings, selection: Selection | None,
+                  warm_start: dict | None) -> Ranker:
+    """LightGBM lambdarank; users without any engaged candidate teach nothing and are left out. With a
+    ``selection`` its settings are searched on the validation users (``retrain.selection.ranker_*``, from
+    ``warm_start`` or the configured ones) and recorded in it; else the configured ones."""
+    ranker_cfg, seed = cfg.ranker, cfg.seed
     useful = train.groupby("user_id")["gain"].transform("max") > 0
     train = train[useful]
     users = train["user_id"].unique()
-    if len(users) > cfg.max_train_users:
-        keep = set(np.random.default_rng(seed).choice(users, cfg.max_train_users, replace=False))
+    if len(users) > ranker_cfg.max_train_users:
+        keep = set(np.random.default_rng(seed).choice(users, ranker_cfg.max_train_users, replace=False))
         train = train[train["user_id"].isin(keep)]
         users = train["user_id"].unique()
     if len(users) < 4:
         raise ValueError(f"only {len(users)} label-day users with engaged candidates: too few to train the ranker")
-    valid_users = set(users[:: max(1, round(1 / cfg.validation_share))])
+    valid_users = set(users[:: max(1, round(1 / ranker_cfg.validation_share))])
     fit, valid = train[~train["user_id"].isin(valid_users)], train[train["user_id"].isin(valid_users)]
-    return Ranker.train(fit, fit["gain"].to_numpy(), _groups(fit), cfg,
-                        valid=(valid, valid["gain"].to_numpy(), _groups(valid)))
+
+    def trained(params: dict) -> Ranker:
+        return Ranker.train(fit, fit["gain"].to_numpy(), _groups(fit), ranker_cfg.model_copy(update=params),
+                            valid=(valid, valid["gain"].to_numpy(), _groups(valid)), seed=seed)
+
+    if selection is None or not cfg.selection.ranker_trials:
+        return trained({})
+    configured = ranker_cfg.model_dump(include={"num_leaves", "learning_rate", "min_child_samples"})
+    first = {k: v for k, v in (warm_start or configured).items() if k in configured}
+    ranker, selection.ranker = select_ranker(trained, cfg.selection.ranker_trials, cfg.selection.ranker_budget_s,
+                                             seed, first)
+    return ranker
 
 
 def evaluated_lists(held_out: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -421,11 +470,12 @@ def train_surfaces(settings: Settings, lake: Lake, run: RunContext, ctx: dict[st
     return {"results": results, "profiles": profiles}
 
 
-def _already_chosen(cfg: RetrainSettings, selection: Selection | None) -> CFParams:
-    """The CF parameters the train step used: its selection's winners, else the configured ones."""
+def _already_chosen(cfg: RetrainSettings, selection: Selection | None) -> CFPlanner:
+    """The CF plan the train step used: its selection's winners (the same sources dropped), else the configured one."""
     if selection is None:
-        return lambda user_items: cf_params(cfg, user_items, None)
-    return lambda _: (selection.families["als"].params, selection.families["graph"].params, selection)
+        return lambda user_items: cf_plan(cfg, user_items, None)
+    plan = CFPlan.of(selection)
+    return lambda _: plan
 
 
 def refit_on_everything(settings: Settings, lake: Lake, run: RunContext, ctx: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,8 @@ def users_alias(surface: str) -> str:
     return f"users-{surface}"
 
 
-def item_properties(cf_dim: int, content_dim: int | None) -> dict[str, Any]:
+def item_properties(cf_dim: int | None, content_dim: int | None) -> dict[str, Any]:
+    """The items index mapping; ``cf_dim`` None: the run publishes no CF vectors (the als source dropped)."""
     properties: dict[str, Any] = {
         "item_id": {"type": "keyword"},
         "surface": {"type": "keyword"},
@@ -47,25 +48,27 @@ def item_properties(cf_dim: int, content_dim: int | None) -> dict[str, Any]:
         "popularity": {"type": "float"},
         "trending": {"type": "float"},
         "created_at": {"type": "date"},
-        "cf_vector": knn_vector_field(cf_dim, CF_SPACE),
         "covisit": {"type": "object", "enabled": False},
         "run_id": {"type": "keyword"},
     }
+    if cf_dim:
+        properties["cf_vector"] = knn_vector_field(cf_dim, CF_SPACE)
     if content_dim:
         properties["content_vector"] = knn_vector_field(content_dim)
     return properties
 
 
-def user_properties(cf_dim: int, content_dim: int | None) -> dict[str, Any]:
+def user_properties(cf_dim: int | None, content_dim: int | None) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "user_id": {"type": "keyword"},
-        "cf_vector": knn_vector_field(cf_dim, CF_SPACE),
         "profile": {"type": "object", "enabled": False},
         "graph_candidates": {"type": "object", "enabled": False},
         "covisit_seeds": {"type": "keyword", "index": False},
         "seen": {"type": "keyword", "index": False},
         "run_id": {"type": "keyword"},
     }
+    if cf_dim:
+        properties["cf_vector"] = knn_vector_field(cf_dim, CF_SPACE)
     if content_dim:
         properties["content_vector"] = knn_vector_field(content_dim)
     return properties
@@ -79,7 +82,7 @@ def _vector(values: Sequence[float] | None) -> list[float] | None:
     return vector if any(vector) else None
 
 
-def item_document(profile: ItemProfile, surface: str, meta: Mapping[str, Any], cf_vector: Sequence[float],
+def item_document(profile: ItemProfile, surface: str, meta: Mapping[str, Any], cf_vector: Sequence[float] | None,
                   covisit: Sequence[tuple[str, float]], run_id: str) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "item_id": profile.item_id, "surface": surface, "tags": list(profile.tags), "topic_path": profile.topic_path,

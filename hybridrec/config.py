@@ -360,14 +360,18 @@ class GraphFilterSettings(_Section):
 
 
 class SelectionSettings(_Section):
-    """The retrain's per-surface hyper-parameter search of the CF families (:mod:`hybridrec.models.selection`)."""
+    """The retrain's per-surface hyper-parameter search of the CF families and of the ranker
+    (:mod:`hybridrec.models.selection`)."""
 
     enabled: bool = True
     trials: int = Field(6, ge=1)  # per family and surface
     budget_s: float = Field(90.0, gt=0)  # per surface, shared by the families
     validation_share: float = Field(0.1, gt=0, lt=1)
     max_users: int = Field(2_000, ge=10)
-    max_graph_rank: int = Field(256, ge=8)
+    max_graph_rank: int = Field(256, ge=8)  # graph filters' ideal rank (memory: n_items x rank float32)
+    max_graph_order: int = Field(10, ge=2)  # ChebyCF's polynomial order (time: graph products per scored batch)
+    ranker_trials: int = Field(6, ge=0)  # the ranker's LightGBM settings, per surface; 0: the configured ones
+    ranker_budget_s: float = Field(60.0, gt=0)  # per surface
 
 
 class RankerSettings(_Section):

@@ -45,6 +45,12 @@ class Ranker:
         log.info("ranker: %d trees on %d rows, %d users", booster.num_trees(), len(labels), len(groups))
         return cls(booster)
 
+    def validation(self) -> tuple[float, int]:
+        """NDCG@20 on the validation rows it was trained with, at the trees early stopping kept, and that number."""
+        if not self.booster.best_score:
+            raise ValueError("the ranker was trained without validation rows")
+        return float(self.booster.best_score["valid_0"]["ndcg@20"]), self.booster.best_iteration or self.booster.num_trees()
+
     def score(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Scores of a frame with the :data:`FEATURE_NAMES` columns, or of a matrix with them in order
         (serving's path: LightGBM's pandas conversion cost more than the prediction)."""

@@ -72,7 +72,8 @@ def cluster():
 SMALL_WORLD = {"SYNTHETIC__N_USERS": "600", "SYNTHETIC__N_PLACES": "200", "SYNTHETIC__N_CLIPS": "600",
                "SYNTHETIC__N_EVENTS": "60000", "SYNTHETIC__N_DAYS": "14", "RETRAIN__GRAPH_FILTER__IDEAL_RANK": "32",
                "RETRAIN__SELECTION__TRIALS": "3", "RETRAIN__SELECTION__BUDGET_S": "30",
-               "RETRAIN__SELECTION__MAX_GRAPH_RANK": "64"}  # model selection on a small budget
+               "RETRAIN__SELECTION__MAX_GRAPH_RANK": "64", "RETRAIN__SELECTION__RANKER_TRIALS": "3",
+               "RETRAIN__SELECTION__RANKER_BUDGET_S": "20"}  # model selection on a small budget
 
 
 def small_world_environ(root: Path, sizes: dict[str, str] = SMALL_WORLD) -> dict[str, str]:

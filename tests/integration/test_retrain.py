@@ -59,11 +59,19 @@ def test_the_run_chose_its_cf_parameters_on_its_own_data_and_recorded_the_trials
     files = json.loads(run_history(Lake(settings)).iloc[0]["model_files"])
     chosen = json.loads(open(files["selection"]).read())
     for surface in ("place", "clip"):
-        families = chosen[surface]["families"]
-        assert set(families) == {"als", "graph"} and chosen[surface]["best"] in families
+        families, served = chosen[surface]["families"], chosen[surface]["sources"]
+        assert set(families) == {"als", "bspm", "chebycf"} and chosen[surface]["best"] in families
         assert all(1 <= len(f["trials"]) <= settings.retrain.selection.trials for f in families.values())
-        assert first_run["results"][surface].als.factors == families["als"]["params"]["factors"]
-        assert first_run["results"][surface].graph.ideal_rank == families["graph"]["params"]["ideal_rank"]
+        assert set(served) | set(chosen[surface]["dropped"]) == {"als", "graph"}
+        result = first_run["results"][surface]  # what was published: the refit of the winners, with their parameters
+        for source, model in (("als", result.als), ("graph", result.graph)):
+            assert (model is None) == (source not in served)
+            if model is not None:
+                winner = families[served[source]]
+                assert winner["supported"] and model.params().items() >= winner["params"].items()
+        ranker = chosen[surface]["ranker"]
+        assert 1 <= len(ranker["trials"]) <= settings.retrain.selection.ranker_trials
+        assert ranker["params"]["n_estimators"] == result.ranker.validation()[1]
 
 
 def test_the_published_run_is_refit_on_the_label_window(settings, first_run):
@@ -91,6 +99,8 @@ def test_failed_run_never_swaps_and_a_good_run_can_be_rolled_back(settings, firs
     warm = json.loads((first_run["run_dir"] / "selection.json").read_text())  # the second night starts from these
     tried_first = json.loads((second["run_dir"] / "selection.json").read_text())
     assert all(tried_first[s]["families"]["als"]["trials"][0]["params"] == warm[s]["families"]["als"]["params"]
+               for s in ("place", "clip"))
+    assert all(tried_first[s]["ranker"]["trials"][0]["params"].items() <= warm[s]["ranker"]["params"].items()
                for s in ("place", "clip"))
     assert _aliases(settings) != before
     assert all(t[0].endswith(second["run"].run_id.lower()) for t in _aliases(settings).values())
