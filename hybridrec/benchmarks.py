@@ -10,6 +10,7 @@ hybridrec runs from one, ``./benchmark-results/`` when it runs from an installed
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -18,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hybridrec.config import PROJECT_ROOT, Settings
+from hybridrec.config import PROJECT_ROOT, Settings, SyntheticSettings
 
 RESULTS_ENV = "HYBRIDREC_BENCH_RESULTS"
 
@@ -47,6 +48,13 @@ def positive(kind: type = int):
 def machine_description() -> str:
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{os.cpu_count()} cores, {mem_gib:.0f} GiB, {platform.system()} {platform.machine()}, CPU only"
+
+
+def world_identity(cfg: SyntheticSettings) -> str:
+    """The synthetic world a benchmark ran on: seed and sizes, and a hash of every generator setting."""
+    settings_hash = hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+    return (f"synthetic seed={cfg.seed} users={cfg.n_users} places={cfg.n_places} clips={cfg.n_clips} "
+            f"events={cfg.n_events} days={cfg.n_days} (synthetic settings {settings_hash})")
 
 
 def _cpu_model() -> str:
