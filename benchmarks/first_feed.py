@@ -12,10 +12,12 @@ the swap on the same way, until the server serves the new run and ``feeds`` more
 With ``load_rate`` the whole measurement runs twice: on the machine as found, then on a fresh server
 under the serving benchmark's open-loop load generator (:mod:`hybridrec.bench.serving`, its own
 process) offering ``load_rate`` feeds/s of other users from the moment the server first answers until
-the last measured feed (the retrain runs under it too), so the first feeds compete with traffic as
-they would for a server put into a live pool. Results go to first_feed.json in the results folder
-(hybridrec.benchmarks.results_dir), each variant with the load averages sampled at each step: the
-machine has two cores and is shared, so a figure means little without them.
+the last feed measured after the start, and again from the swap on (the retrain itself runs without
+it), so the measured feeds compete with traffic as they would on a server in a live pool.
+
+Results go to first_feed.json in the results folder (hybridrec.benchmarks.results_dir), each variant
+with the load averages sampled at each step: the machine has two cores and is shared, so a figure
+means little without them.
 """
 
 from __future__ import annotations
@@ -104,13 +106,15 @@ def _load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def _after_publish(settings: Settings, port: int, users: list[str], feeds: int, load: dict) -> dict:
+def _after_publish(settings: Settings, port: int, users: list[str], feeds: int, load: dict, added: "_Load") -> dict:
     from hybridrec.batch.retrain import retrain_job
 
+    added.stop()  # the retrain runs on the machine as found; the added load is back for the feeds after the swap
     started = time.monotonic()
     new_run = retrain_job(settings)["run"].run_id
     retrain_s = round(time.monotonic() - started, 1)
     load["after_retrain"] = _load_average()
+    added.start()
     swapped = time.monotonic()
     measured: list[dict] = []
     while sum(f["run_id"] == new_run for f in measured) < feeds and time.monotonic() - swapped < 120:
@@ -122,51 +126,71 @@ def _after_publish(settings: Settings, port: int, users: list[str], feeds: int, 
             "new_run": _summary([f for f in measured if f["run_id"] == new_run])}
 
 
-def _start_load(port: int, rate: float, users_file: Path, env: dict, log_path: Path) -> subprocess.Popen:
-    """The serving benchmark's open-loop generator against this server, until it is stopped."""
-    from hybridrec.bench.serving import KEY_ENV
+class _Load:
+    """The serving benchmark's open-loop generator against the server under test, running while started
+    (nothing at all when ``rate`` is None)."""
 
-    with log_path.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "hybridrec.bench.serving", "127.0.0.1", str(port), str(rate),
-                                 str(LOAD_MAX_S), str(users_file)], env={**env, KEY_ENV: _API_KEY},
-                                stdout=subprocess.DEVNULL, stderr=out)
+    def __init__(self, port: int, rate: float | None, users_file: Path, env: dict, log_path: Path):
+        self.port, self.rate, self.users_file, self.env, self.log_path = port, rate, users_file, env, log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        from hybridrec.bench.serving import KEY_ENV
+
+        if self.rate is None:
+            return
+        with self.log_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "hybridrec.bench.serving", "127.0.0.1", str(self.port), str(self.rate),
+                 str(LOAD_MAX_S), str(self.users_file)], env={**self.env, KEY_ENV: _API_KEY},
+                stdout=subprocess.DEVNULL, stderr=out)
+
+    def stop(self) -> None:
+        """Stop the generator; one that exited by itself failed, and its measurement with it."""
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        if process.poll() is not None:
+            raise RuntimeError(f"the load generator exited early: {self.log_path.read_text()[-2000:]}")
+        process.terminate()
+        process.wait(timeout=60)
 
 
 def _measure(settings: Settings, env: dict, port: int, users: list[str], feeds: int, publish: bool,
              load_rate: float | None) -> dict:
     """One fresh server: time to answer and to ready, the first feeds, and (``publish``) those after a
-    publish; with ``load_rate``, under that much generated traffic from its first answer on."""
+    publish; with ``load_rate``, that much generated traffic from its first answer to the last feed
+    measured after the start, and again from the swap (not during the retrain)."""
     load = {"at_start": _load_average()}
-    generator: subprocess.Popen | None = None
     with tempfile.TemporaryDirectory(prefix="bench-first-feed-") as tmp:
         log_path, users_file = Path(tmp) / "server.log", Path(tmp) / "load-users.json"
         users_file.write_text(json.dumps(_users(settings, LOAD_USERS)))
+        added = _Load(port, load_rate, users_file, env, Path(tmp) / "load.log")
         with log_path.open("wb") as server_log:
             start = time.monotonic()
             server = subprocess.Popen([sys.executable, "-m", "hybridrec.cli", "serve"], env=env,
                                       stdout=server_log, stderr=subprocess.STDOUT)
         try:
             first_answer_s = _until(port, "/healthz", server, start, log_path)
-            if load_rate is not None:
-                generator = _start_load(port, load_rate, users_file, env, Path(tmp) / "load.log")
+            added.start()
             ready_s = _until(port, "/readyz", server, start, log_path)
             load["at_ready"] = _load_average()
             first = [_feed(port, users[n % len(users)], SURFACES[n % 2]) for n in range(feeds)]
             load["after_first_feeds"] = _load_average()
-            after_publish = _after_publish(settings, port, users, feeds, load) if publish else None
-            if generator is not None and generator.poll() is not None:
-                raise RuntimeError(f"the load generator exited early: {(Path(tmp) / 'load.log').read_text()[-2000:]}")
+            after_publish = _after_publish(settings, port, users, feeds, load, added) if publish else None
+            added.stop()
         finally:
-            if generator is not None:
-                generator.terminate()
-                generator.wait(timeout=60)
+            if added.process is not None:
+                added.process.terminate()
+                added.process.wait(timeout=60)
             server.terminate()
             server.wait(timeout=60)
         warm_lines = [line for line in log_path.read_text(errors="replace").splitlines() if "warm in" in line]
     return {"added_load": ({"feeds_per_s": load_rate, "generator": "hybridrec.bench.serving, open loop, "
                                                                     f"{LOAD_USERS} most active users, both surfaces, "
-                                                                    "from the server's first answer to the last "
-                                                                    "measured feed"}
+                                                                    "from the server's first answer to the last feed "
+                                                                    "measured after start, and from the swap to the "
+                                                                    "last measured after it (not during the retrain)"}
                            if load_rate is not None else None),
             "load_average": load, "seconds_to_first_answer": first_answer_s, "seconds_to_ready": ready_s,
             "after_start": _summary(first), "after_publish": after_publish, "worker_warm_up_log": warm_lines}

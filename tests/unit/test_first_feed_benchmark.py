@@ -68,3 +68,19 @@ def test_a_loaded_run_records_both_variants_with_their_load(monkeypatch, tmp_pat
     assert result["command"] == "hybridrec bench first-feed --publish --under-load --load-rate 30"
     assert result["dataset"].startswith("synthetic seed=")
     assert {"git_commit", "config_hash", "load_average_start", "load_average_end"} <= set(result["provenance"])
+
+
+def test_no_rate_is_no_load_and_a_generator_that_died_fails_the_measurement(tmp_path):
+    import subprocess
+    import sys
+
+    idle = first_feed._Load(1, None, tmp_path / "users.json", {}, tmp_path / "load.log")
+    idle.start()
+    idle.stop()
+    assert idle.process is None
+    died = first_feed._Load(1, 50.0, tmp_path / "users.json", {}, tmp_path / "load.log")
+    (tmp_path / "load.log").write_text("ConnectionRefusedError: the server went away")
+    died.process = subprocess.Popen([sys.executable, "-c", "pass"])
+    died.process.wait()
+    with pytest.raises(RuntimeError, match="exited early: ConnectionRefusedError"):
+        died.stop()
