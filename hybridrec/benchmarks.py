@@ -77,9 +77,11 @@ def _git(*args: str) -> str:
 
 def code_state() -> dict[str, Any]:
     """The checkout's commit and whether it had uncommitted changes: taken when a long benchmark starts, since
-    the checkout may move on before it ends."""
+    the checkout may move on before it ends. Results files do not count: a benchmark run after another
+    finds the first one's new result not yet committed, and that changes no code."""
     return {"git_commit": _git("rev-parse", "HEAD") or None,
-            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                   ":(exclude)benchmarks/results"))}
 
 
 def provenance(settings: Settings | None = None, load_at_start: tuple[float, ...] | None = None,
