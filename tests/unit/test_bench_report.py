@@ -61,3 +61,16 @@ def test_the_streaming_table_keeps_ingest_apart_from_the_backlog_drain():
     assert any(r.startswith("| backlog drain (already in Kafka) into Iceberg") and "19,592 msg/s" in r
                and r.endswith("| |") for r in rows), rows  # a drain is no ingest rate: no target beside it
     assert any(r.startswith("| backlog drain into user contexts, 2 updaters") and "13,401" in r for r in rows), rows
+
+
+def test_every_committed_result_carries_its_provenance():
+    """Issue 16: commit, config hash, dataset identity and measured machine facts in every results file."""
+    import json
+
+    from hybridrec.config import PROJECT_ROOT
+
+    for path in sorted((PROJECT_ROOT / "benchmarks" / "results").glob("*.json")):
+        result = json.loads(path.read_text())
+        prov = result.get("provenance") or {}
+        assert prov.get("git_commit") and prov.get("config_hash") and prov.get("cpu_model"), path.name
+        assert prov.get("load_average_end") and result.get("machine") and result.get("dataset"), path.name
