@@ -17,6 +17,7 @@ import argparse
 import itertools
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from hybridrec.synthetic import generate_world
-from hybridrec.benchmarks import write_result
+from hybridrec.benchmarks import code_state, world_identity, write_result
 from hybridrec.config import Settings, SyntheticSettings, load_settings
 from hybridrec.evalsets import NSMC_SAMPLE, YELP_SAMPLE, load_injections, source_rows
 from hybridrec.contract import CLIPS, PLACES, REVIEWS, SEARCH_QUERIES, TRUTH_QUERY_LABELS, TRUTH_REVIEW_TAGS
@@ -153,6 +154,7 @@ def red_team(extractor: KeywordExtractor, tagger: QueryTagger) -> dict[str, Any]
 
 def run_benchmark(settings: Settings, world_cfg: SyntheticSettings = WORLD) -> dict[str, Any]:
     cfg = settings.extraction
+    code_at_start, load_at_start = code_state(), os.getloadavg()
     started = time.perf_counter()
     extractor, tagger = make_backends(settings)
     load_seconds = time.perf_counter() - started
@@ -187,9 +189,10 @@ def run_benchmark(settings: Settings, world_cfg: SyntheticSettings = WORLD) -> d
         "red_team": red_team(extractor, tagger),
         "not_run": {name: reason for name, reason in NOT_RUNNABLE_HERE.items() if name != cfg.backend},
     }
-    dataset = (f"synthetic seed={world_cfg.seed} places={world_cfg.n_places} users={world_cfg.n_users}; "
+    dataset = (f"{world_identity(world_cfg)}, text tables only; "
                f"yelp sample ({yelp['reviews']} reviews); NSMC first {korean['reviews']} reviews")
-    path = write_result(f"extraction-{cfg.backend}", "extraction", dataset, "hybridrec bench extraction", metrics)
+    path = write_result(f"extraction-{cfg.backend}", "extraction", dataset, "hybridrec bench extraction", metrics,
+                        settings=settings, load_at_start=load_at_start, code_at_start=code_at_start)
     log.info("review tags F1 %.3f (P %.3f R %.3f), utility recall %.3f, %.0f reviews/s, yelp rejected %.2f%% -> %s",
              metrics["review_tags_f1"], metrics["review_tags_precision"], metrics["review_tags_recall"],
              metrics["utility_recall"], metrics["reviews_per_s"], 100 * metrics["rejected_rate_yelp"], path)

@@ -26,11 +26,8 @@ WITHOUT_SOURCE = (
     "Gowalla (gowalla.json has no provenance: hard-coded machine string)",
     "infra up timings (measured by hand)",
     "realtext test / validation readers (figures spread over several runs and files)",
-    "extraction on the synthetic world (extraction-offline.json has no provenance)",
     "local LLM timings (measured by hand)",
-    "streaming freshness and throughput (streaming*.json have no provenance)",
     "review student (mixes the distill run's metrics with realtext-test.json)",
-    "serving latency (serving.json has no provenance)",
 )
 
 
@@ -138,12 +135,106 @@ def _content(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _ms(x: float | None) -> str:
+    return "–" if x is None else f"{x:.0f} ms" if x >= 100 else f"{x:.1f} ms"
+
+
+def _serving(result: dict[str, Any]) -> str:
+    lines = ["| offered | achieved | shed (degraded, `overloaded`) | p50 | p95 | p99 | load average before |",
+             "|---|---|---|---|---|---|---|"]
+    for rate, row in sorted(result["by_rate"].items(), key=lambda item: float(item[0])):
+        lines.append(f"| {rate} req/s | {row['achieved_rps']:g} | {100 * row['shed_share']:.0f} % | {_ms(row['p50_ms'])} | "
+                     f"{_ms(row['p95_ms'])} | {_ms(row['p99_ms'])} | {row['load_average_before']:.1f} |")
+    for rate, row in sorted(result["by_rate"].items(), key=lambda item: float(item[0])):
+        stages = ", ".join(f"{name} {v['p50_ms']:g}/{v['p99_ms']:g}" for name, v in row["stages"].items())
+        lines.append(f"\nStages of the personalised feeds at {rate} req/s (p50/p99 ms): {stages or 'none personalised'}.")
+    return "\n".join(lines)
+
+
+def _freshness_row(result: dict[str, Any]) -> str:
+    return (f"| freshness (produce → visible to a GET), {result['freshness_load_messages_per_s']:,.0f} msg/s steady load "
+            f"(achieved {result['freshness_load_achieved_messages_per_s']:,}) | p50 {result['freshness_p50_s']:.3f} s, "
+            f"p95 {result['freshness_p95_s']:.3f} s, p99 {result['freshness_p99_s']:.3f} s | "
+            f"p95 < {result['target_freshness_p95_s']:g} s |")
+
+
+def _streaming(result: dict[str, Any]) -> str:
+    target = f"≥ {result['target_events_per_s']:,}"
+    lines = ["| | figure | target |", "|---|---|---|", _freshness_row(result)]
+    if "ingest_messages" in result:
+        lines += [
+            f"| ingest, end to end: produced → committed in Iceberg, one sink consuming concurrently | "
+            f"**{result['ingest_end_to_end_messages_per_s']:,} msg/s** ({result['ingest_messages']:,} messages in "
+            f"{result['ingest_end_to_end_s']:g} s) | {target} |",
+            f"| ingest: the producer, while the sink consumes | {result['ingest_producer_messages_per_s']:,} msg/s | |",
+            f"| backlog: the producer alone (no consumer running) | "
+            f"{result['backlog_producer_alone_messages_per_s']:,} msg/s | |",
+            f"| backlog drain (already in Kafka) into Iceberg, one sink process | "
+            f"{result['backlog_drain_sink_messages_per_s']:,} msg/s | |",
+            f"| backlog drain into user contexts, one updater | {result['backlog_drain_context_messages_per_s']:,} msg/s "
+            f"| {target} |",
+        ]
+        lines += [f"| backlog drain into user contexts, {key.split('_')[3]} updaters | {value:,} msg/s | |"
+                  for key, value in result.items()
+                  if key.startswith("backlog_drain_context_") and key.endswith("_members_messages_per_s")]
+    return "\n".join(lines)
+
+
+def _streaming_freshness(result: dict[str, Any]) -> str:
+    return "\n".join(["| | figure | target |", "|---|---|---|", _freshness_row(result)])
+
+
+def _first_feed(result: dict[str, Any]) -> str:
+    variants = {"machine_as_found": "machine as found", "under_load": "under added load"}
+    lines = ["| | 1-min load average at ready → after the first feeds | ready after | first feeds: degraded, p50, max | "
+             "retrain (publish) | feeds until the new run | new run's first feeds: degraded, p50, max |",
+             "|---|---|---|---|---|---|---|"]
+
+    def feeds(summary: dict[str, Any] | None) -> str:
+        if not summary or not summary["feeds"]:
+            return "–"
+        return (f"{summary['degraded']} of {summary['feeds']}, {_ms(summary['p50_ms'])}, {_ms(summary['max_ms'])}")
+
+    for key, label in variants.items():
+        if key not in result:
+            continue
+        row, load = result[key], result[key]["load_average"]
+        if row["added_load"]:
+            label += f" ({row['added_load']['feeds_per_s']:g} feeds/s of other users)"
+        publish = row["after_publish"] or {}
+        retrain = f"{publish['retrain_s']:g} s" if publish else "–"
+        lines.append(f"| {label} | {load['at_ready'][0]:.1f} → {load['after_first_feeds'][0]:.1f} | "
+                     f"{row['seconds_to_ready']:g} s | {feeds(row['after_start'])} | "
+                     f"{retrain} | {publish.get('feeds_until_new_run', '–')} | "
+                     f"{feeds(publish.get('new_run'))} |")
+    return "\n".join(lines)
+
+
+def _extraction(result: dict[str, Any]) -> str:
+    reviews, queries = result["synthetic_reviews"], result["synthetic_queries"]
+    return "\n".join([
+        f"| | {result['backend']} backend |", "|---|---|",
+        f"| review tags vs `truth.review_tags` (synthetic, {reviews['reviews']:,} reviews) | "
+        f"F1 {result['review_tags_f1']:.4f} |",
+        f"| query intent vs `truth.query_labels` (synthetic, {queries['queries']:,} queries) | "
+        f"accuracy {result['intent_accuracy']:.4f} (utility precision {result['utility_precision']:.4f}) |",
+        f"| throughput, one process | synthetic {result['reviews_per_s']:g} reviews/s; Yelp "
+        f"{result['reviews_per_s_yelp']:g}/s cold, {result['reviews_per_s_yelp_warm']:g}/s warm; NSMC "
+        f"{result['nsmc_korean']['reviews_per_s']:g}/s cold; queries {queries['queries_per_s']:g}/s |",
+    ])
+
+
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "synthetic": ("synthetic_world", _synthetic),
     "retrain": ("retrain-synthetic", _retrain),
     "cold-start": ("cold-start-synthetic", _cold_start),
     "distill": ("distill-gold", _distill),
     "content": ("content-ablation", _content),
+    "serving": ("serving", _serving),
+    "streaming": ("streaming", _streaming),
+    "streaming-freshness": ("streaming-freshness-3000", _streaming_freshness),
+    "first-feed": ("first_feed", _first_feed),
+    "extraction": ("extraction-offline", _extraction),
 }
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import orjson
 
 from hybridrec.synthetic.entities import user_ids
-from hybridrec.benchmarks import write_result
+from hybridrec.benchmarks import code_state, world_identity, write_result
 from hybridrec.config import Settings
 
 SURFACES = ("place", "clip")
@@ -208,7 +208,7 @@ def run_benchmark(settings: Settings, rates: list[float], seconds: float) -> dic
     env = {**os.environ, "HYBRIDREC__SERVING__HOST": "127.0.0.1", "HYBRIDREC__SERVING__PORT": str(port),
            "HYBRIDREC__LOG_LEVEL": "INFO", "HYBRIDREC__SERVING__API_KEYS": json.dumps([api_key]), KEY_ENV: api_key}
     users = user_ids(settings.synthetic).to_pylist()[::max(1, settings.synthetic.n_users // 2000)]
-    load_at_start = _load_average()
+    code_at_start, load_at_start = code_state(), os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         log_path, users_file = Path(tmp) / "server.log", Path(tmp) / "users.json"
         users_file.write_text(json.dumps(users))
@@ -233,17 +233,16 @@ def run_benchmark(settings: Settings, rates: list[float], seconds: float) -> dic
             server.terminate()
             server.wait(timeout=30)
     reference = table.get("100") or next(iter(table.values()))
-    contended = load_at_start >= 1.0  # a core's worth of other work before this benchmark added its own
     metrics = {"p50_ms": reference["p50_ms"], "p95_ms": reference["p95_ms"], "p99_ms": reference["p99_ms"],
                "shed_share": reference["shed_share"], "by_rate": table, "seconds_per_rate": seconds,
                "server": f"uvicorn, {cfg.processes} worker{'s' if cfg.processes > 1 else ''}, "
                          f"max_concurrent_feeds {cfg.max_concurrent_feeds}, max_queue_ms {cfg.max_queue_ms:g}",
                "load_generator": "separate process, asyncio with keep-alive HTTP/1.1 connections, open loop; "
                                  "latency from the scheduled send time",
-               "item_caches_warm": warm, "load_average_at_start": load_at_start, "contended": contended,
-               "note": "machine shared with other engineers' jobs while measured" if contended else ""}
-    path = write_result("serving", "feed API latency under load", "synthetic world, published indices",
-                        "hybridrec bench serving", metrics)
+               "item_caches_warm": warm}
+    command = f"hybridrec bench serving --seconds {seconds:g} --rates {','.join(f'{r:g}' for r in rates)}"
+    path = write_result("serving", "feed API latency under load", world_identity(settings.synthetic) +
+                        ", published indices", command, metrics, settings, load_at_start, code_at_start)
     plot = plot_latency(table, path.with_suffix(".png"))
     return {**metrics, "result_file": str(path), "plot": str(plot)}
 

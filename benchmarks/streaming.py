@@ -12,9 +12,15 @@ throwaway lake (under ``.hybridrec/bench/``), all removed afterwards. The data i
   process replays recorded activity at ``--rate`` messages/s; probes (a like by a dedicated user)
   are sent one at a time and timed from just before ``send`` until a GET of the user's context (what
   serving does) shows them.
-* Throughput: a backlog of the recorded world is produced first, then each consumer drains it alone
-  (as its own processes, timed from joining the group to the last commit): the sink with one member,
-  the context updater with one and with ``--context-members``.
+* Ingest, end to end (``ingest_*`` keys): the sink runs as its own process and has joined its group
+  before this process produces the whole recorded world at full speed, so producer and sink run
+  concurrently: the producer's rate while the sink consumes, and the end-to-end rate, messages over
+  the seconds from the first send to the Iceberg commit (its snapshot's timestamp) whose Kafka offsets
+  cover the last message of each topic.
+* Backlog drain (``backlog_*`` keys): a backlog of the recorded world is produced first with no consumer
+  running, then each consumer drains it alone (as its own processes, timed from joining the group to
+  the last commit): the sink with one member, the context updater with one and with
+  ``--context-members``. A drain reads what is already in Kafka, so it is no ingest rate.
 """
 
 from __future__ import annotations
@@ -29,20 +35,24 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hybridrec.benchmarks import positive, write_result
+from hybridrec.benchmarks import code_state, positive, write_result
 from hybridrec.bus import EventBus, delete_topics, encode
 from hybridrec.config import Settings, SyntheticSettings, load_settings
+from hybridrec.contract import EVENTS, SEARCH_QUERIES
 from hybridrec.infra.kafka import ensure_topics
+from hybridrec.lake import Lake
 from hybridrec.logs import configure_logging
 from hybridrec.search import SearchStore
 from hybridrec.streaming.context_store import ContextStore
 from hybridrec.streaming.replay import replay
+from hybridrec.streaming.sink import offsets_lineage
 from hybridrec.streaming.sandbox import (
     Recording, publish_random_item_vectors, record_synthetic_world, remove, sandbox_env,
 )
@@ -52,6 +62,7 @@ log = logging.getLogger("hybridrec.bench.streaming")
 VECTOR_DIMENSION = 64
 PROBE_USERS = 8
 PROBE_GAP_S = (0.05, 0.15)  # pause between probes, drawn uniformly
+INTO_LAKE_TIMEOUT_S = 1800.0  # the sink must have committed everything produced within this
 
 
 def start_process(verb: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
@@ -133,15 +144,65 @@ def _wait(condition, timeout_s: float, what: str, every_s: float = 0.5) -> None:
         time.sleep(every_s)
 
 
-def measure_throughput(settings: Settings, env: dict[str, str], world: Recording, context_members: int,
-                       logs: Path) -> dict[str, Any]:
-    """Produce the whole recorded world as a backlog, then let each consumer drain it alone: the sink
-    with one member, the context updater with one and with ``context_members`` members."""
+def measure_ingest(settings: Settings, env: dict[str, str], world: Recording, logs: Path) -> dict[str, Any]:
+    """Producer and sink concurrently: the sink (its own process, a fresh group) joins first, then the whole
+    recorded world is produced at full speed; timed from the first send to the Iceberg commit that covers
+    the last message of each topic."""
+    key = "HYBRIDREC__STREAMING__SINK_GROUP"
+    log_path = logs / "ingest-sink.log"
+    sink = start_process("sink", {**env, key: f"{env[key]}-ingest"}, log_path)
+    try:
+        _wait(lambda: "assigned" in log_path.read_text(errors="replace"), 120, "the sink to join its group")
+        bus = EventBus(settings, client_id="bench-ingest")
+        started = time.time()
+        produced = replay(bus, world.messages(), 0, None)
+        k = settings.kafka
+        ends = bus.end_offsets([k.events_topic, k.queries_topic])
+        bus.close()
+        lake, committed = Lake(settings), {}
+        for topic, spec in ((k.events_topic, EVENTS), (k.queries_topic, SEARCH_QUERIES)):
+            targets = {tp.partition: end for tp, end in ends.items() if tp.topic == topic}
+
+            def covered() -> bool:
+                if sink.poll() is not None:
+                    raise RuntimeError(f"the sink exited; log {log_path}:\n{log_path.read_text()[-2000:]}")
+                committed[topic] = first_commit_covering(lake.table(spec), topic, targets)
+                return committed[topic] is not None
+
+            _wait(covered, INTO_LAKE_TIMEOUT_S, f"the sink to commit everything produced to {topic}")
+    finally:
+        sink.terminate()
+        sink.wait(timeout=60)
+    messages, seconds = produced.events + produced.queries, max(committed.values()) - started
+    log.info("ingest: %d messages produced at %.0f/s while the sink ran; in Iceberg after %.1fs: %.0f/s", messages,
+             produced.per_second, seconds, messages / seconds)
+    return {"ingest_messages": messages, "ingest_producer_messages_per_s": round(produced.per_second),
+            "ingest_end_to_end_s": round(seconds, 1), "ingest_end_to_end_messages_per_s": round(messages / seconds)}
+
+
+def first_commit_covering(table, topic: str, targets: dict[int, int]) -> float | None:
+    """Epoch seconds of the oldest commit of ``table`` whose Kafka offsets on ``topic`` reach ``targets``
+    (partition -> next offset), or None while the newest does not."""
+    reached = None
+    for snapshot, raw in offsets_lineage(table):  # newest first
+        if raw is None:
+            continue
+        offsets = json.loads(raw).get(topic, {})
+        if not all(offsets.get(str(partition), 0) >= end for partition, end in targets.items()):
+            break
+        reached = snapshot.timestamp_ms / 1000
+    return reached
+
+
+def measure_backlog_drain(settings: Settings, env: dict[str, str], world: Recording, context_members: int,
+                          logs: Path) -> dict[str, Any]:
+    """Produce the whole recorded world as a backlog with no consumer running, then let each consumer
+    drain it alone: the sink with one member, the context updater with one and with ``context_members``."""
     bus = EventBus(settings, client_id="bench-backlog")
     produced = replay(bus, world.messages(), 0, None)
     bus.close()
     results: dict[str, Any] = {"backlog_messages": produced.events + produced.queries,
-                               "producer_messages_per_s": round(produced.per_second)}
+                               "backlog_producer_alone_messages_per_s": round(produced.per_second)}
     runs = [("sink", 1, "sink"), ("context", 1, "context")]
     if context_members > 1:
         runs.append(("context", context_members, f"context_{context_members}_members"))
@@ -154,9 +215,9 @@ def measure_throughput(settings: Settings, env: dict[str, str], world: Recording
             done, seconds = drain(verb, members, run_env, logs / name)
         finally:
             search.client.indices.delete(index=search.alias_name(run_env[keys[1]]), ignore=404)
-        results[f"{name}_events_per_s"] = round(done / seconds)
-        results[f"{name}_drain_s"] = round(seconds, 1)
-        log.info("%s: %d messages in %.1fs: %.0f/s", name, done, seconds, done / seconds)
+        results[f"backlog_drain_{name}_messages_per_s"] = round(done / seconds)
+        results[f"backlog_drain_{name}_s"] = round(seconds, 1)
+        log.info("%s drained %d messages in %.1fs: %.0f/s", name, done, seconds, done / seconds)
     return results
 
 
@@ -189,12 +250,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--result", default="streaming", help="file stem in the results folder")
     args = parser.parse_args(argv)
     configure_logging("INFO")
+    code_at_start, load_at_start = code_state(), os.getloadavg()
     name = f"bench-{datetime.now(timezone.utc):%m%d%H%M}-{secrets.token_hex(2)}"
-    root = load_settings().home_path / "bench" / name
+    invoked = load_settings()  # the configuration the benchmark was run with, before its sandbox overrides
+    root = invoked.home_path / "bench" / name
     root.mkdir(parents=True)
     env = sandbox_env(root, name)
     settings = load_settings(environ={**os.environ, **env})
-    load_before = os.getloadavg()
     started = time.perf_counter()
     ensure_topics(settings)
     try:
@@ -203,27 +265,36 @@ def main(argv: list[str] | None = None) -> None:
         publish_random_item_vectors(settings, world, VECTOR_DIMENSION)
         metrics = measure_freshness(settings, env, world, args.rate, args.probes, root)
         if not args.skip_throughput:
-            # Fresh topics: the backlog is exactly the recorded world.
-            topics = sandbox_env(root, f"{name}-backlog")
-            env_backlog = {**env, **{k: v for k, v in topics.items() if k.startswith("HYBRIDREC__KAFKA__")}}
-            settings_backlog = load_settings(environ={**os.environ, **env_backlog})
-            ensure_topics(settings_backlog)
-            try:
-                metrics.update(measure_throughput(settings_backlog, env_backlog, world, args.context_members, root))
-            finally:
-                delete_topics(settings_backlog, _topics(settings_backlog))
+            # Fresh topics for each: what is produced is exactly the recorded world.
+            with _fresh_topics(root, env, f"{name}-ingest") as (ingest_settings, ingest_env):
+                metrics.update(measure_ingest(ingest_settings, ingest_env, world, root))
+            with _fresh_topics(root, env, f"{name}-backlog") as (backlog_settings, backlog_env):
+                metrics.update(measure_backlog_drain(backlog_settings, backlog_env, world, args.context_members, root))
     finally:
         remove(settings)
         shutil.rmtree(root, ignore_errors=True)
     metrics.update({
         "target_freshness_p95_s": 1.0, "target_events_per_s": 5000,
-        "load_average_1m_before": round(load_before[0], 2), "load_average_1m_after": round(os.getloadavg()[0], 2),
         "note": ("the sink and the updater are single Python processes; scale out by adding group members"),
         "wall_s": round(time.perf_counter() - started, 1),
     })
     command = "hybridrec bench streaming " + " ".join(argv if argv is not None else sys.argv[1:])
-    path = write_result(args.result, "streaming", world.dataset, command.strip(), metrics)
+    path = write_result(args.result, "streaming", world.dataset, command.strip(), metrics, invoked, load_at_start,
+                        code_at_start)
     print(path.read_text())
+
+
+@contextmanager
+def _fresh_topics(root: Path, env: dict[str, str], name: str):
+    """(settings, env) of ``env`` with topics of their own, created now and deleted afterwards."""
+    topics = sandbox_env(root, name)
+    fresh_env = {**env, **{k: v for k, v in topics.items() if k.startswith("HYBRIDREC__KAFKA__")}}
+    fresh = load_settings(environ={**os.environ, **fresh_env})
+    ensure_topics(fresh)
+    try:
+        yield fresh, fresh_env
+    finally:
+        delete_topics(fresh, _topics(fresh))
 
 
 def _topics(settings: Settings) -> list[str]:

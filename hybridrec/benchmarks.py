@@ -10,6 +10,7 @@ hybridrec runs from one, ``./benchmark-results/`` when it runs from an installed
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -18,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hybridrec.config import PROJECT_ROOT, Settings
+from hybridrec.config import PROJECT_ROOT, Settings, SyntheticSettings
 
 RESULTS_ENV = "HYBRIDREC_BENCH_RESULTS"
 
@@ -49,6 +50,13 @@ def machine_description() -> str:
     return f"{os.cpu_count()} cores, {mem_gib:.0f} GiB, {platform.system()} {platform.machine()}, CPU only"
 
 
+def world_identity(cfg: SyntheticSettings) -> str:
+    """The synthetic world a benchmark ran on: seed and sizes, and a hash of every generator setting."""
+    settings_hash = hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+    return (f"synthetic seed={cfg.seed} users={cfg.n_users} places={cfg.n_places} clips={cfg.n_clips} "
+            f"events={cfg.n_events} days={cfg.n_days} (synthetic settings {settings_hash})")
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -69,9 +77,11 @@ def _git(*args: str) -> str:
 
 def code_state() -> dict[str, Any]:
     """The checkout's commit and whether it had uncommitted changes: taken when a long benchmark starts, since
-    the checkout may move on before it ends."""
+    the checkout may move on before it ends. Results files do not count: a benchmark run after another
+    finds the first one's new result not yet committed, and that changes no code."""
     return {"git_commit": _git("rev-parse", "HEAD") or None,
-            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                   ":(exclude)benchmarks/results"))}
 
 
 def provenance(settings: Settings | None = None, load_at_start: tuple[float, ...] | None = None,

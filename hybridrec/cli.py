@@ -617,10 +617,18 @@ def feed(ctx: click.Context, user_id: str, surface: str, limit: int) -> None:
 @click.option("--feeds", type=click.IntRange(1, 1000), default=20, show_default=True,
               help="Feeds measured after start (and after the publish).")
 @click.option("--publish", is_flag=True, help="Also retrain and publish while the server runs, and measure after.")
+@click.option("--under-load", is_flag=True,
+              help="Measure again on a fresh server under the serving benchmark's open-loop load (--load-rate).")
+@click.option("--load-rate", type=click.FloatRange(min=0, min_open=True, max=10_000), default=None,
+              help="Feeds/s of the added load (implies --under-load; default 50).")
 @click.pass_context
-def bench_first_feed(ctx: click.Context, feeds: int, publish: bool) -> None:
-    """First-feed latency of a fresh `hybridrec serve` (and right after a publish): time to ready, first feeds."""
-    _print_json(_benchmark("first_feed").run_benchmark(_settings(ctx), feeds, publish))
+def bench_first_feed(ctx: click.Context, feeds: int, publish: bool, under_load: bool, load_rate: float | None) -> None:
+    """First-feed latency of a fresh `hybridrec serve` (and right after a publish): time to ready, first feeds;
+    with --under-load, on the machine as found and again under added serving load."""
+    module = _benchmark("first_feed")
+    if under_load and load_rate is None:
+        load_rate = module.LOAD_RATE
+    _print_json(module.run_benchmark(_settings(ctx), feeds, publish, load_rate))
 
 
 @cli.command("experiments")
