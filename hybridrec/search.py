@@ -98,6 +98,11 @@ def alias_name(settings: Settings, name: str) -> str:
     return f"{settings.opensearch.index_prefix}-{name}"
 
 
+def versioned_index(alias: str, version: str) -> str:
+    """The concrete index of one published version behind ``alias`` (publish creates it, serving pins it)."""
+    return f"{alias}--{version}"
+
+
 def knn_vector_field(dimension: int, space_type: str = "cosinesimil") -> dict[str, Any]:
     """An HNSW vector field on the Lucene engine (the k-NN plugin from Maven has no native engines), which
     retrieves by ``space_type``: ``cosinesimil`` or ``innerproduct`` (Lucene engine, OpenSearch 2.13+)."""
@@ -126,7 +131,7 @@ class SearchStore:
 
     def create_index(self, alias: str, version: str, properties: dict[str, Any], metadata: dict[str, str]) -> str:
         """Create ``<alias>--<version>`` (replacing a failed earlier attempt of the same version)."""
-        index = f"{alias}--{version}"
+        index = versioned_index(alias, version)
         if self.client.indices.exists(index=index):
             if index in self.alias_targets(alias):
                 raise ValueError(f"refusing to rebuild {index}: the alias {alias} serves it")

@@ -119,6 +119,7 @@ def create_app(settings: Settings, warm_item_cache: bool = True, rate_limit_tabl
     fallback = FallbackFeed(fallback_path(settings))
     taxonomy = load_taxonomy()
     pipeline = FeedPipeline(settings, store, rankers, fallback, metrics, taxonomy, warm_item_cache)
+    rankers.prepare = pipeline.warm_model  # a newly published run serves once warm
     similar = SimilarItems(store, taxonomy)
     writer = EventWriter(settings, pipeline.variant, metrics)
     authorizer = Authorizer(cfg, rate_limit_table)

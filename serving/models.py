@@ -3,7 +3,13 @@
 The items alias of each surface carries its run id in ``_meta``; the ranker file of that run is
 loaded from where the model registry keeps it (:func:`hybridrec.registry.ranker_path`). The alias is
 re-checked at most every ``serving.model_check_interval_s`` seconds, so a retrain's alias swap reaches
-the server without a restart and the features and model always come from the same run.
+the server without a restart. A served model pins its run's concrete item and user indices, so the
+ranker, the candidates and the user documents always come from the same run.
+
+A newly published run is warmed (:attr:`RankerRegistry.prepare`: the item cache filled, each
+source's first query paid) in the background while the previous run keeps serving from its own
+indices (publish keeps ``retrain.keep_index_versions`` of them), and is switched to once warm: the
+first feeds after a publish are not the ones that pay a cold index.
 
 Each published run carries the hash of the config that shaped it (``Settings.model_config_hash``).
 A run made under another model config than the server's is still served (it is the run the indices
@@ -16,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +40,8 @@ class ServedModel:
     run_id: str
     ranker: Ranker
     content_dim: int | None
-    items_index: str  # the concrete index the run published: candidates come from it, never from a newer one
+    items_index: str  # the concrete indices the run published: candidates and user documents come from
+    users_index: str  # them, never from a newer run's
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,10 @@ class RankerRegistry:
         self._loaded: dict[tuple[str, str], Ranker] = {}
         self._checked_at: dict[str, float] = {}
         self._read_errors: dict[str, str] = {}
+        self._preparing: dict[str, str] = {}  # surface -> the newly published run being warmed
         self._lock = threading.Lock()
+        # Warms a model before it serves (the feed pipeline's ``warm_model``); None switches at once.
+        self.prepare: Callable[[str, ServedModel], None] | None = None
 
     def path(self, run_id: str, surface: str) -> Path:
         return ranker_path(self.settings, run_id, surface)
@@ -115,14 +126,41 @@ class RankerRegistry:
             return
         self._read_errors.pop(surface, None)
         current = self._served.get(surface)
-        if current is None or current.run_id != run_id:
-            try:
-                self._served[surface] = ServedModel(run_id, self.ranker(run_id, surface), content_dim, index)
-            except ModelUnavailable as err:
-                log.error("cannot serve run %s: %s; keeping the loaded model", run_id, err)
-                return
-            log.info("serving %s run %s (was %s)", surface, run_id, current.run_id if current else "none")
-            self._note_config(surface, ConfigMatch(run_id, run_hash, self.model_config_hash))
+        if (current is not None and current.run_id == run_id) or self._preparing.get(surface) == run_id:
+            return
+        try:
+            model = ServedModel(run_id, self.ranker(run_id, surface), content_dim, index,
+                                self.store.run_users_index(surface, run_id))
+        except ModelUnavailable as err:
+            log.error("cannot serve run %s: %s; keeping the loaded model", run_id, err)
+            return
+        config = ConfigMatch(run_id, run_hash, self.model_config_hash)
+        if current is None or self.prepare is None:  # nothing served yet: the start-up warm-up waits for it
+            self._switch(surface, model, config)
+            return
+        self._preparing[surface] = run_id
+        log.info("warming %s run %s in the background; run %s serves meanwhile", surface, run_id, current.run_id)
+        threading.Thread(target=self._prepare_then_switch, args=(surface, model, config),
+                         name=f"prepare-{surface}-{run_id}", daemon=True).start()
+
+    def _prepare_then_switch(self, surface: str, model: ServedModel, config: ConfigMatch) -> None:
+        start = time.perf_counter()
+        try:
+            self.prepare(surface, model)
+            log.info("%s run %s warm in %.1f s", surface, model.run_id, time.perf_counter() - start)
+        except Exception as err:  # noqa: BLE001 - warming is an optimisation: serve the new run cold
+            log.warning("warming %s run %s failed (%s); serving it cold", surface, model.run_id, err)
+        with self._lock:
+            if self._preparing.get(surface) != model.run_id:
+                return  # a newer run was published meanwhile and is being warmed instead
+            del self._preparing[surface]
+            self._switch(surface, model, config)
+
+    def _switch(self, surface: str, model: ServedModel, config: ConfigMatch) -> None:
+        previous = self._served.get(surface)
+        self._served[surface] = model
+        log.info("serving %s run %s (was %s)", surface, model.run_id, previous.run_id if previous else "none")
+        self._note_config(surface, config)
 
     def _note_config(self, surface: str, config: ConfigMatch) -> None:
         self._config[surface] = config

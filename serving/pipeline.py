@@ -135,15 +135,19 @@ class FeedPipeline:
         return body
 
     def warm(self, surface: str, recheck: bool = False) -> None:
-        """Pay once, before serving, what a first feed of the surface would pay: the served ranker, the
-        item cache (when this pipeline keeps one), the shared lists, and one candidate gathering and
-        ranking for a published user, i.e. every source's first query (on a cold index slower than the
-        search timeout). Nothing is counted in the metrics. Raises what a feed would degrade on."""
-        model = self.rankers.served(surface, recheck=recheck)
+        """Pay once, before serving, what a first feed of the surface would pay (:meth:`warm_model` of the
+        served model). Raises what a feed would degrade on."""
+        self.warm_model(surface, self.rankers.served(surface, recheck=recheck))
+
+    def warm_model(self, surface: str, model: ServedModel) -> None:
+        """The ranker, the item cache (when this pipeline keeps one), the shared lists, and one candidate
+        gathering and ranking for a user of ``model``'s run, i.e. every source's first query (on a cold
+        index slower than the search timeout). Nothing is counted in the metrics. Also what a newly
+        published run goes through before it serves (:attr:`RankerRegistry.prepare`)."""
         if self.warm_item_cache:
             self.items.fill(model.items_index)
         probe = {"size": 1, "query": {"exists": {"field": "cf_vector"}}, "_source": False}
-        users = self.store.msearch(self.store.users_index(surface), [probe])[0]
+        users = self.store.msearch(model.users_index, [probe])[0]
         query = FeedQuery(users[0]["_id"] if users else "warm-up", surface, self.cfg.default_limit)
         state = self._load(query, model)
         candidates = self._candidates(query, state)
@@ -171,11 +175,11 @@ class FeedPipeline:
         served = self.rankers.served(surface)
         if variant.ranker_run and variant.ranker_run != served.run_id:
             return ServedModel(variant.ranker_run, self.rankers.ranker(variant.ranker_run, surface), served.content_dim,
-                               served.items_index)
+                               served.items_index, served.users_index)
         return served
 
     def _load(self, query: FeedQuery, model: ServedModel) -> UserState:
-        user_doc, context = self.store.load_user(query.surface, query.user_id)
+        user_doc, context = self.store.load_user(model.users_index, query.user_id)
         profile = user_profile_from_document(user_doc) if user_doc else UserProfile(query.user_id)
         recent = [e for e in (context or {}).get("engaged", ()) if e.get("surface") == query.surface]
         skipped = {e["item_id"] for e in (context or {}).get("skipped", ()) if e.get("surface") == query.surface}

@@ -18,7 +18,7 @@ from opensearchpy.serializer import JSONSerializer
 from hybridrec.config import Settings
 from hybridrec.features.documents import items_alias, users_alias
 from hybridrec.runinfo import MODEL_CONFIG_HASH
-from hybridrec.search import alias_name, opensearch_client
+from hybridrec.search import alias_name, opensearch_client, versioned_index
 
 RUN_ID_META = "hybridrec.run-id"
 REQUEST_THREADS = 40  # FastAPI's thread pool: a connection per thread, so none is closed and reopened under load
@@ -46,19 +46,19 @@ class ServingStore:
     def items_index(self, surface: str) -> str:
         return self._items[surface]
 
-    def users_index(self, surface: str) -> str:
-        return self._users[surface]
+    def run_users_index(self, surface: str, run_id: str) -> str:
+        """The user index a run published (beside its item index, swapped with it in one alias call)."""
+        return versioned_index(self._users[surface], run_id.lower())
 
-    def load_user(self, surface: str, user_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """The user's published document and real-time context, in one real-time ``_mget``.
-
-        A context index that does not exist yet (streaming not running) reads as no context."""
-        body = {"docs": [{"_index": self._users[surface], "_id": user_id},
+    def load_user(self, users_index: str, user_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The user's document in ``users_index`` (the served run's) and real-time context, in one real-time
+        ``_mget``. A context index that does not exist yet (streaming not running) reads as no context."""
+        body = {"docs": [{"_index": users_index, "_id": user_id},
                          {"_index": self.context_index, "_id": user_id}]}
         docs = self.client.mget(body=body, realtime=True)["docs"]
         user = docs[0]["_source"] if docs[0].get("found") else None
         if "error" in docs[0]:
-            raise LookupError(f"user index {self._users[surface]} unavailable: {docs[0]['error']}")
+            raise LookupError(f"user index {users_index} unavailable: {docs[0]['error']}")
         context = docs[1]["_source"] if docs[1].get("found") else None
         return user, context
 

@@ -1,4 +1,8 @@
-"""The ranker registry compares the published run's model config with the server's and says so."""
+"""The ranker registry: the published run's model config against the server's, and a new run warmed
+before it serves."""
+
+import threading
+import time
 
 import pytest
 
@@ -14,7 +18,10 @@ class PublishedRuns:
         self.run_id, self.run_hash = "retrain-1", run_hash
 
     def served_run(self, surface: str):
-        return f"hybridrec-items-{surface}--v1", self.run_id, None, self.run_hash
+        return f"hybridrec-items-{surface}--{self.run_id}", self.run_id, None, self.run_hash
+
+    def run_users_index(self, surface: str, run_id: str) -> str:
+        return f"hybridrec-users-{surface}--{run_id}"
 
 
 @pytest.fixture
@@ -73,3 +80,52 @@ def test_a_new_run_under_the_servers_config_clears_the_mismatch(settings, monkey
 def test_config_match_compares_the_hashes():
     assert ConfigMatch("r", "abc", "abc").match and not ConfigMatch("r", "abc", "abd").match
     assert not ConfigMatch("r", None, "abc").match
+
+
+def test_a_new_run_serves_once_warm_and_the_old_one_serves_meanwhile(settings, monkeypatch):
+    store = PublishedRuns(settings.model_config_hash())
+    registry = _registry(settings, store, ServingMetrics(), monkeypatch)
+    assert registry.served("clip").run_id == "retrain-1"  # the first run switches at once (start-up warms it)
+    warming, release, warmed = threading.Event(), threading.Event(), []
+
+    def prepare(surface, model):
+        warming.set()
+        assert release.wait(5)
+        warmed.append((surface, model.run_id, model.items_index, model.users_index))
+
+    registry.prepare = prepare
+    store.run_id = "retrain-2"
+    old = registry.served("clip")
+    assert warming.wait(5)
+    assert old.run_id == "retrain-1" and registry.served("clip").run_id == "retrain-1"  # still warming
+    assert old.users_index == "hybridrec-users-clip--retrain-1"  # the old run's own user documents
+    release.set()
+    for _ in range(100):
+        if registry.served("clip").run_id == "retrain-2":
+            break
+        time.sleep(0.05)
+    new = registry.served("clip")
+    assert new.run_id == "retrain-2" and new.users_index == "hybridrec-users-clip--retrain-2"
+    assert warmed == [("clip", "retrain-2", "hybridrec-items-clip--retrain-2", "hybridrec-users-clip--retrain-2")]
+
+
+def test_a_new_run_whose_warm_up_fails_serves_cold(settings, monkeypatch, caplog):
+    store = PublishedRuns(settings.model_config_hash())
+    registry = _registry(settings, store, ServingMetrics(), monkeypatch)
+    registry.served("place")
+    done = threading.Event()
+
+    def prepare(surface, model):
+        done.set()
+        raise TimeoutError("knn query timed out")
+
+    registry.prepare = prepare
+    store.run_id = "retrain-2"
+    registry.served("place")
+    assert done.wait(5)
+    for _ in range(100):
+        if registry.served("place").run_id == "retrain-2":
+            break
+        time.sleep(0.05)
+    assert registry.served("place").run_id == "retrain-2"
+    assert "serving it cold" in caplog.text
