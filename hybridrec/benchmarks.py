@@ -47,7 +47,9 @@ def positive(kind: type = int):
 
 def machine_description() -> str:
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores, {mem_gib:.0f} GiB, {platform.system()} {platform.machine()}, CPU only"
+    gpus = len(list(Path("/proc/driver/nvidia/gpus").glob("*"))) + len(list(Path("/dev/dri").glob("renderD*")))
+    accelerators = f"{gpus} GPU device(s) present (unused)" if gpus else "CPU only"
+    return f"{os.cpu_count()} cores, {mem_gib:.0f} GiB, {platform.system()} {platform.machine()}, {accelerators}"
 
 
 def world_identity(cfg: SyntheticSettings) -> str:
