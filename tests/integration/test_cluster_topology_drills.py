@@ -15,13 +15,14 @@ import time
 import pytest
 from kafka.admin import KafkaAdminClient
 
-from hybridrec.contract import EVENTS, SEARCH_QUERIES
+from hybridrec.contract import EVENTS
 from hybridrec.infra import manager
 from hybridrec.infra.kafka import kafka_nodes
 from hybridrec.lake import Lake
 from hybridrec.streaming.replay import replay
-from hybridrec.streaming.sink import committed_offsets
-from tests.integration.streaming_support import bus_for, make_cluster_world, start, stop, tear_down, wait_for
+from tests.integration.streaming_support import (
+    assert_landed_exactly_once, bus_for, make_cluster_world, start, stop, tear_down, wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -79,13 +80,7 @@ def test_a_broker_killed_mid_replay_loses_and_doubles_nothing(world, cluster, tm
     finally:
         assert stop(sink) == 0, log.read_text()[-3000:]
 
-    events = lake.scan(EVENTS, columns=("event_id",))["event_id"].to_pylist()
-    queries = lake.scan(SEARCH_QUERIES, columns=("query_id",))["query_id"].to_pylist()
-    expected_queries = world.recording.queries["query_id"].to_pylist()
-    assert len(events) == len(set(events)) == len(expected_events) and set(events) == set(expected_events)
-    assert len(queries) == len(set(queries)) == len(expected_queries) and set(queries) == set(expected_queries)
-    ends = bus_for(world).end_offsets([k.events_topic])
-    assert committed_offsets(lake.table(EVENTS))[k.events_topic] == {tp.partition: o for tp, o in ends.items()}
+    assert_landed_exactly_once(world, lake)
 
     topics = [k.events_topic, k.queries_topic]
     wait_for(lambda: _under_replicated(world.settings, topics), timeout_s=60,
