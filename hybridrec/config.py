@@ -230,6 +230,7 @@ class StreamingSettings(_Section):
     session_timeout_ms: int = Field(10_000, ge=6_000)
     sink_batch_messages: int = Field(20_000, ge=1)
     sink_flush_interval_ms: int = Field(10_000, ge=10)
+    sink_catalog_outage_s: float = Field(120.0, ge=0)
     context_poll_ms: int = Field(50, ge=1)
     context_batch_messages: int = Field(5_000, ge=1)
     context_commit_interval_ms: int = Field(1_000, ge=10)

@@ -29,6 +29,17 @@ from hybridrec.runinfo import RunContext
 log = logging.getLogger(__name__)
 
 
+def catalog_unreachable(error: BaseException) -> bool:
+    """True if ``error`` says the catalog's server refused or dropped the connection (restarting, shutting
+    down, out of connections): a long-running writer waits that out. SQLite's errors (a local file: a lock,
+    a missing table) and refused commits are not that."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, OperationalError) and not isinstance(error.orig, sqlite3.Error)
+
+
 def pyiceberg_catalog_properties(settings: Settings) -> dict[str, str]:
     """Catalog properties in pyiceberg's terms; the Spark twin is ``spark.catalog_conf``."""
     props = {"type": settings.lake.kind, "uri": settings.catalog_uri, "warehouse": settings.warehouse_uri}

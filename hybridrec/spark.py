@@ -114,18 +114,56 @@ def retry_stale_catalog(spark: Any, write: Callable[[Any], T], attempts: int = 3
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def spark_session(settings: Settings, app_name: str = "hybridrec"):
-    """A Spark session (local mode by default) with Iceberg and the project catalog configured."""
+# The driver JVM is launched once per Python process, by its first session, and the ``spark.jars`` given
+# then are its classpath for good: a later session's jars reach only its executors. A catalog whose JDBC
+# driver that JVM lacks (a process that opened the SQLite catalog first, then a PostgreSQL one) fails in
+# the driver with "No suitable driver found". The jars the running JVM was launched with:
+_driver_jars: frozenset[str] = frozenset()
+
+
+def _driver_jvm_with(jars: list[str]) -> None:
+    """Leave the running driver JVM if it was launched with ``jars``, else shut it down so the next
+    session launches one that has them (stopping any session first)."""
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
+    global _driver_jars
+    gateway = SparkContext._gateway
+    if gateway is None or set(jars) <= _driver_jars:
+        return
+    log.info("restarting the Spark driver JVM: it was launched without %s", sorted(set(jars) - _driver_jars))
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+    if SparkContext._active_spark_context is not None:
+        SparkContext._active_spark_context.stop()
+    gateway.shutdown()
+    proc = getattr(gateway, "proc", None)
+    if proc is not None:  # pyspark's gateway JVM exits when its stdin closes
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    _driver_jars = frozenset()
+
+
+def spark_session(settings: Settings, app_name: str = "hybridrec"):
+    """A Spark session (local mode by default) with Iceberg and the project catalog configured."""
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    global _driver_jars
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     spark_conf = settings.spark
+    jars = [str(p) for p in spark_jars(settings)]
+    _driver_jvm_with(jars)
+    launching = SparkContext._gateway is None
     builder = (
         SparkSession.builder.master(spark_conf.master)
         .appName(app_name)
-        .config("spark.jars", ",".join(str(p) for p in spark_jars(settings)))
+        .config("spark.jars", ",".join(jars))
         .config("spark.sql.extensions", "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions")
         .config("spark.driver.memory", spark_conf.driver_memory)
         .config("spark.sql.shuffle.partitions", str(spark_conf.shuffle_partitions))
@@ -144,6 +182,8 @@ def spark_session(settings: Settings, app_name: str = "hybridrec"):
         log.info("stopping the active Spark session: it is bound to another catalog")
         active.stop()
     session = builder.getOrCreate()
+    if launching:
+        _driver_jars = frozenset(jars)
     session.sparkContext.setLogLevel("WARN")
     log.info("spark session %s on %s, catalog %s", app_name, spark_conf.master, settings.lake.catalog_name)
     return session

@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -36,7 +36,7 @@ from pyiceberg.table.snapshots import Snapshot, ancestors_of
 from hybridrec.bus import EventBus
 from hybridrec.config import Settings
 from hybridrec.contract import EVENTS, SEARCH_QUERIES, TableSpec
-from hybridrec.lake import Lake
+from hybridrec.lake import Lake, catalog_unreachable
 from hybridrec.runinfo import RunContext, new_run
 from hybridrec.streaming.inbox import Batch, Inbox, Message
 from hybridrec.streaming.lifecycle import stop_on_signals
@@ -91,14 +91,17 @@ class _Partition:
 
 class LakeSink:
     def __init__(self, lake: Lake, bus: EventBus, inbox: Inbox, tables: dict[str, TableSpec], items: KnownItems,
-                 run: RunContext, metrics: Metrics, batch_messages: int, flush_interval_ms: int):
+                 run: RunContext, metrics: Metrics, batch_messages: int, flush_interval_ms: int,
+                 catalog_outage_s: float = 0.0):
         self.lake, self.bus, self.inbox, self.tables, self.items = lake, bus, inbox, tables, items
         self.run_context, self.metrics = run, metrics
         self.batch_messages = batch_messages
         self.flush_interval_s = flush_interval_ms / 1000
+        self.catalog_outage_s = catalog_outage_s
         self._owned: dict[TopicPartition, _Partition] = {}
         self._buffered = 0
         self._first_buffered_at: float | None = None
+        self._positioned = True  # False from a rebalance until the partitions are positioned at the lake
 
     def prepare_tables(self) -> None:
         """Create the tables if needed and give them the properties a frequently committing writer wants."""
@@ -115,7 +118,8 @@ class LakeSink:
     def step(self) -> Batch:
         self.items.refresh_if_due()
         batch = self.inbox.poll()
-        self._buffer(self._reposition(batch) if batch.rebalanced else batch)
+        self._positioned = self._positioned and not batch.rebalanced
+        self._buffer(batch if self._positioned else self._reposition(batch))
         if self._flush_due():
             self.flush()
         self.metrics.maybe_log()
@@ -140,6 +144,7 @@ class LakeSink:
         log.info("continuing where the lake stands: %s", ", ".join(
             f"{tp.topic}/{tp.partition}@{p.next}{'' if p.start is not None else ' (new)'}"
             for tp, p in sorted(self._owned.items())) or "no partitions")
+        self._positioned = True
         return batch.only(usable)
 
     def _buffer(self, batch: Batch) -> None:
@@ -225,17 +230,40 @@ class LakeSink:
 
     def run(self, stop: threading.Event, targets: dict[TopicPartition, int] | None = None) -> dict[str, float]:
         """Until ``stop`` is set (then flush), or (with ``targets``) until the lake holds them all."""
-        self.prepare_tables()
+        self._through_catalog_outage(self.prepare_tables, stop)
         try:
             while not stop.is_set():
-                self.step()
+                self._through_catalog_outage(self.step, stop)
                 if targets is not None and self.inbox.caught_up(targets, {tp: p.next for tp, p in self._owned.items()}):
                     break
-            self.flush()
+            self._through_catalog_outage(self.flush, stop)
         finally:
             self.inbox.close()
             self.bus.close()
         return self.metrics.snapshot()
+
+
+    def _through_catalog_outage(self, action: Callable[[], object], stop: threading.Event) -> None:
+        """``action()``, retried while the catalog's server cannot be reached (a restart, a failover), for
+        up to ``catalog_outage_s``. Safe to repeat: buffered work stays buffered, and a commit whose answer
+        the outage swallowed is settled by the lake's offsets on the next attempt (landed: fenced and not
+        appended again; lost: appended)."""
+        outage_started = None
+        while True:
+            try:
+                action()
+                return
+            except Exception as error:  # only the catalog's server being unreachable is retried
+                if not catalog_unreachable(error):
+                    raise
+                now = time.monotonic()
+                outage_started = outage_started or now
+                if now - outage_started >= self.catalog_outage_s or stop.is_set():
+                    raise
+                self.metrics.add("lake.catalog_unreachable")
+                log.warning("the catalog is unreachable for %.0fs (%s); retrying", now - outage_started,
+                            str(error).splitlines()[0])
+                stop.wait(1.0)
 
 
 def _to_arrow(spec: TableSpec, messages: list[Message]) -> pa.Table:
@@ -255,7 +283,7 @@ def build_sink(settings: Settings, instance_id: str | None = None) -> LakeSink:
                   max_records=min(POLL_RECORDS, s.sink_batch_messages))
     tables = {k.events_topic: EVENTS, k.queries_topic: SEARCH_QUERIES}
     return LakeSink(lake, bus, inbox, tables, items, new_run(settings, "stream-sink"), metrics,
-                    s.sink_batch_messages, s.sink_flush_interval_ms)
+                    s.sink_batch_messages, s.sink_flush_interval_ms, s.sink_catalog_outage_s)
 
 
 def run_sink(settings: Settings, instance_id: str | None = None, until_caught_up: bool = False) -> dict[str, float]:

@@ -310,7 +310,12 @@ class ProcessService(ABC):
 
     def _own_pid(self) -> int | None:
         pid = read_pid(self.pid_file)
-        if pid is not None and process_has_marker(pid, self.marker):
+        if pid is None:
+            return None
+        # A process this object spawned is ours while it lives, marker or not: mid-exec (a launcher
+        # script exec'ing its server) its command line is briefly empty, and taking that for "not running"
+        # started a second PostgreSQL beside the first ('lock file "postmaster.pid" is empty').
+        if (pid == self._started_pid and pid_alive(pid)) or process_has_marker(pid, self.marker):
             return pid
         return None
 
@@ -381,6 +386,7 @@ class ProcessService(ABC):
         log.info("stopping %s (pid %d)", self.name, pid)
         stop_pid(pid, self.stop_timeout_s, self.stop_signal)
         self.pid_file.unlink(missing_ok=True)
+        self._started_pid = None
         self._wait_ports_released()
         return self._status(None, False, "stopped")
 
@@ -418,6 +424,7 @@ class ProcessService(ABC):
             # /proc cmdline is briefly empty, and that is not an exit.
             if not pid_alive(pid):
                 self.pid_file.unlink(missing_ok=True)
+                self._started_pid = None
                 raise ServiceError(f"{self.name} (pid {pid}) exited during start-up; log {self.log_file}:\n"
                                    f"{tail(self.log_file)}")
             try:

@@ -17,8 +17,10 @@ import numpy as np
 
 from hybridrec.bus import EventBus
 from hybridrec.config import Settings, SyntheticSettings, load_settings
+from hybridrec.contract import EVENTS, SEARCH_QUERIES
 from hybridrec.infra.kafka import ensure_topics
 from hybridrec.lake import Lake
+from hybridrec.streaming.sink import committed_offsets
 from hybridrec.streaming.sandbox import (
     Recording, publish_random_item_vectors, record_synthetic_world, remove, sandbox_env,
 )
@@ -101,3 +103,31 @@ def wait_for(condition, timeout_s: float, every_s: float = 0.5, what: str = "con
 
 def bus_for(world: StreamWorld) -> EventBus:
     return EventBus(world.settings, client_id="test")
+
+
+def delivery_faults(world: StreamWorld, lake: Lake) -> dict[str, int]:
+    """How the lake's events and queries differ from the world's recording: ids missing, ids landed more
+    than once, ids that were never recorded (all 0 when the replay landed exactly once)."""
+    faults = {}
+    for kind, table, column, expected in (("events", EVENTS, "event_id", world.recording.events["event_id"]),
+                                          ("queries", SEARCH_QUERIES, "query_id", world.recording.queries["query_id"])):
+        landed, recorded = lake.scan(table, columns=(column,))[column].to_pylist(), set(expected.to_pylist())
+        faults[f"{kind}_lost"] = len(recorded - set(landed))
+        faults[f"{kind}_duplicated"] = len(landed) - len(set(landed))
+        faults[f"{kind}_unexpected"] = len(set(landed) - recorded)
+    return faults
+
+
+def assert_landed_exactly_once(world: StreamWorld, lake: Lake) -> dict[str, int]:
+    """Every recorded event and query is in the lake once (count and id set), and the sink's offsets committed
+    with them are the events topic's ends; returns the (zero) :func:`delivery_faults`."""
+    faults = delivery_faults(world, lake)
+    assert faults == dict.fromkeys(faults, 0), faults
+    topic = world.settings.kafka.events_topic
+    bus = bus_for(world)
+    try:
+        ends = bus.end_offsets([topic])
+    finally:
+        bus.close()
+    assert committed_offsets(lake.table(EVENTS))[topic] == {tp.partition: offset for tp, offset in ends.items()}
+    return faults

@@ -171,6 +171,27 @@ def test_up_starts_once_and_down_stops(web):
     assert web.status().detail == "stopped"
 
 
+class SlowExecService(HttpService):
+    """Its command line carries the marker only after an exec 1.5 s in, like a launcher script's."""
+
+    def launch(self) -> Launch:
+        script = ("import os, sys, time; time.sleep(1.5); os.execv(sys.executable, [sys.executable, '-m', "
+                  "'http.server', sys.argv[1], '--bind', '127.0.0.1', '--directory', sys.argv[2][::-1]])")
+        return Launch(argv=[sys.executable, "-c", script, str(self.port), str(self.install_dir)[::-1]],
+                      cwd=self.install_dir, env={})
+
+
+def test_a_process_just_started_is_not_started_again_before_its_marker_shows(settings):
+    service = SlowExecService(settings)
+    try:
+        pid = service.start()
+        assert not process_has_marker(pid, service.marker)  # still before the exec
+        assert service.up().pid == pid
+        assert service.log_file.read_text().count("starting web") == 1
+    finally:
+        service.down()
+
+
 def test_stale_pid_file_is_reported_and_replaced(web):
     web.pid_file.parent.mkdir(parents=True)
     web.pid_file.write_text(f"{os.getpid()}\n")  # alive, but not ours: must never be signalled

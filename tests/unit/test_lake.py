@@ -1,11 +1,14 @@
 """The lake on a real pyiceberg SQL catalog in a temporary folder (no services needed)."""
 
+import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pyiceberg.exceptions import CommitFailedException
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from hybridrec.contract import EVENTS, USERS
-from hybridrec.lake import Lake
+from hybridrec.lake import Lake, catalog_unreachable
 from hybridrec.runinfo import new_run
 
 T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
@@ -67,3 +70,12 @@ def test_replace_with_nothing_empties_the_table(lake, tmp_lake_settings):
     lake.replace(EVENTS, [_events(0, 5)], run)
     lake.replace(EVENTS, [], run)
     assert lake.scan(EVENTS).num_rows == 0
+
+
+def test_only_a_catalog_server_out_of_reach_is_an_outage_to_wait_out():
+    refused = Exception("connection to server at 127.0.0.1, port 15432 failed: Connection refused")
+    assert catalog_unreachable(OperationalError("SELECT 1", {}, refused))
+    assert catalog_unreachable(ProgrammingError("SELECT 1", {}, Exception("cut"), connection_invalidated=True))
+    assert not catalog_unreachable(OperationalError("SELECT 1", {}, sqlite3.OperationalError("no such table: x")))
+    assert not catalog_unreachable(ProgrammingError("SELECT 1", {}, Exception("relation does not exist")))
+    assert not catalog_unreachable(CommitFailedException("the table changed underneath"))

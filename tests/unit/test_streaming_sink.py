@@ -1,9 +1,12 @@
 """The exactly-once lake sink against a real (temporary) Iceberg catalog, with Kafka replaced by a fake inbox."""
 
 import json
+import threading
 
 import pytest
 from kafka import TopicPartition
+from pyiceberg.table.update import AddSnapshotUpdate
+from sqlalchemy.exc import OperationalError
 
 from hybridrec.contract import EVENTS, SEARCH_QUERIES
 from hybridrec.lake import Lake
@@ -152,3 +155,63 @@ def test_a_full_batch_flushes_by_itself(lake, tmp_lake_settings):
     for _ in range(3):
         sink.step()
     assert lake.count(EVENTS) == 2
+
+
+def _server_gone(what: str) -> OperationalError:
+    """What SQLAlchemy raises when the catalog's PostgreSQL server is restarting."""
+    return OperationalError("UPDATE iceberg_tables ...", {}, Exception(what), connection_invalidated=True)
+
+
+def _run_outage_sink(lake, settings, redeliveries=0, outage_s=30.0):
+    """A sink run over messages 0 and 1 of partition 0, which the inbox hands out 1 + ``redeliveries`` times."""
+    inbox = FakeInbox([P0])
+    sink = LakeSink(lake, FakeBus(settings), inbox, {TOPIC: EVENTS, QUERIES: SEARCH_QUERIES}, KnownItems({}),
+                    new_run(settings, "test-sink"), Metrics("test"), 1000, 60_000, catalog_outage_s=outage_s)
+    inbox.batches.append(batch(rebalanced=True))
+    for _ in range(1 + redeliveries):
+        inbox.batches.append(batch([event_message(TOPIC, 0, 0), event_message(TOPIC, 0, 1)]))
+    sink.run(threading.Event(), targets={P0: 2})
+    return sink
+
+
+def test_a_catalog_outage_during_a_rebalance_is_waited_out_and_the_rebalance_finished(
+        lake, tmp_lake_settings, monkeypatch):
+    load_table, refusals = lake.table, [_server_gone("connection refused")]
+
+    def table(spec):
+        if refusals and spec is EVENTS and lake.exists(EVENTS):
+            raise refusals.pop()
+        return load_table(spec)
+
+    monkeypatch.setattr(lake, "table", table)
+    # The outage hides where the lake stands when the partitions are assigned; the next batch is not where
+    # the lake stands, so the sink seeks there (the inbox redelivers) instead of taking it as positioned.
+    sink = _run_outage_sink(lake, tmp_lake_settings, redeliveries=1)
+    assert not refusals and sink.metrics.counters["lake.catalog_unreachable"] == 1
+    assert event_ids(lake) == ["ev-0-0", "ev-0-1"]
+
+
+def test_a_commit_whose_answer_the_outage_lost_is_not_appended_again(lake, tmp_lake_settings, monkeypatch):
+    commit_table, lost = lake.catalog.commit_table, []
+
+    def commit_then_lose_the_answer(table, requirements, updates):
+        response = commit_table(table, requirements, updates)
+        if not lost and any(isinstance(update, AddSnapshotUpdate) for update in updates):  # an append
+            lost.append(response)
+            raise _server_gone("server closed the connection unexpectedly")
+        return response
+
+    monkeypatch.setattr(lake.catalog, "commit_table", commit_then_lose_the_answer)
+    sink = _run_outage_sink(lake, tmp_lake_settings)
+    assert lost and sink.metrics.counters["lake.fenced"] == 1  # the retry found its own commit in the lake
+    assert event_ids(lake) == ["ev-0-0", "ev-0-1"]
+    assert committed_offsets(lake.table(EVENTS)) == {TOPIC: {0: 2}}
+
+
+def test_a_catalog_outage_longer_than_the_sinks_patience_stops_it(lake, tmp_lake_settings, monkeypatch):
+    def table(spec):
+        raise _server_gone("connection refused")
+
+    monkeypatch.setattr(lake, "table", table)
+    with pytest.raises(OperationalError):
+        _run_outage_sink(lake, tmp_lake_settings, outage_s=0.0)
