@@ -242,7 +242,6 @@ class LakeSink:
             self.bus.close()
         return self.metrics.snapshot()
 
-
     def _through_catalog_outage(self, action: Callable[[], object], stop: threading.Event) -> None:
         """``action()``, retried while the catalog's server cannot be reached (a restart, a failover), for
         up to ``catalog_outage_s``. Safe to repeat: buffered work stays buffered, and a commit whose answer
